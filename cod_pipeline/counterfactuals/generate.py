@@ -1,0 +1,178 @@
+"""Teacher-validated CFE generation for a set of originals, through the append-only cache.
+
+For each original: the cache first (no call is paid twice); otherwise the generator
+proposes, the teacher scores, the minimality gate judges, and a failed attempt goes back
+with feedback (the teacher's label and confidence) up to ``max_attempts``. An original
+whose CFE never validates is replaced by the next draw of its class, so the budget stays k.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from cod_pipeline.counterfactuals.generators import Generator, Item
+from cod_pipeline.counterfactuals.store import CFEKey, CFEStore
+from cod_pipeline.counterfactuals.textclean import edited_words, normalized_edit_distance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gate:
+    """A CFE must flip the teacher *and* be a minimal edit: rewrites are not CFEs."""
+    max_edit_distance: float = 0.4
+    reject_prompt_examples: bool = True
+
+    def reason(self, original: str, cand: str | None, probs, label: int, target: int | None,
+               examples=(), seen=()) -> str | None:
+        if cand is None:
+            return "no_candidate"
+        pred = int(np.argmax(probs))
+        if (target is None and pred == label) or (target is not None and pred != target):
+            return "no_flip"
+        if normalized_edit_distance(original, cand) > self.max_edit_distance:
+            return "too_far"
+        canon = cand.strip().lower()
+        if self.reject_prompt_examples and canon in {e.strip().lower() for e in examples}:
+            return "prompt_example"
+        if canon in seen:
+            return "duplicate"
+        return None
+
+
+def _feedback(cand: str | None, probs, label_names, reason: str) -> str:
+    if cand is None or probs is None:
+        return "Your previous answer was not a usable sentence. Reply with the edited sentence only."
+    pred = int(np.argmax(probs))
+    if reason == "no_flip":
+        return (f'Your previous attempt "{cand}" was still classified as {label_names[pred]} '
+                f"(confidence {float(np.max(probs)):.2f}). Make a different minimal edit.")
+    if reason == "too_far":
+        return f'Your previous attempt "{cand}" changed too much. Change only one or two words.'
+    return f'Your previous attempt "{cand}" was rejected ({reason}). Make a different minimal edit.'
+
+
+class CFEGeneration:
+    """Generates (or reuses) CFEs for originals of one dataset with one teacher and generator."""
+
+    def __init__(self, store: CFEStore, generator: Generator, gate: Gate, dataset: str, teacher_id: str,
+                 scorer, label_names: list[str], max_attempts: int = 3, target: str | None = None):
+        self.store, self.gen, self.gate, self.dataset = store, generator, gate, dataset
+        self.teacher_id, self.scorer, self.label_names = teacher_id, scorer, label_names
+        self.max_attempts, self.target = max_attempts, target
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stats = Counter()
+
+    def key(self, sample_id: str) -> CFEKey:
+        return CFEKey(self.dataset, sample_id, self.gen.name, self.gen.llm_model, self.gen.prompt_version,
+                      self.teacher_id)
+
+    def _target(self, probs) -> int | None:
+        if self.target == "runner_up" and len(probs) > 2:
+            return int(np.argsort(probs)[-2])
+        return None
+
+    def records(self, ids: list[str], texts: list[str]) -> dict[str, dict]:
+        """Cached records for ``ids``; the missing ones are claimed, generated and stored."""
+        keys = {i: self.key(i) for i in ids}
+        found = self.store.get_many(list(keys.values()))
+        out = {i: found[k] for i, k in keys.items() if k in found}
+        self.stats["cache_hits"] += len(out)
+        text_of = dict(zip(ids, texts))
+        while len(out) < len(ids):
+            todo = [i for i in ids if i not in out]
+            mine = set(self.store.claim_many([keys[i] for i in todo], self.owner))
+            mine_ids = [i for i in todo if keys[i] in mine]
+            try:
+                if mine_ids:
+                    for i, rec in zip(mine_ids, self._generate(mine_ids, [text_of[i] for i in mine_ids])):
+                        self.store.put(keys[i], rec)
+                        out[i] = rec
+            finally:
+                self.store.release_many(list(mine), self.owner)
+            others = [keys[i] for i in todo if keys[i] not in mine]
+            if others:  # another job is paying for these: wait for its records
+                got = self.store.wait_for(others, timeout_s=600)
+                out.update({i: got[keys[i]] for i in todo if keys[i] in got})
+        return out
+
+    def _generate(self, ids: list[str], texts: list[str]) -> list[dict]:
+        orig_probs = self.scorer(texts)
+        recs = []
+        for sid, text, p in zip(ids, texts, orig_probs):
+            recs.append({"sample_id": sid, "original": text, "orig_probs": p.tolist(), "label": int(p.argmax()),
+                         "target": self._target(p), "cfe": None, "candidate": None, "cfe_probs": None,
+                         "cfe_label": None, "valid": False, "reason": None, "attempts": 0, "calls": 0,
+                         "retries": 0, "rejections": {}, "generator": self.gen.name, "edits": None})
+        pending = list(range(len(recs)))
+        feedback: dict[int, str] = {}
+        attempts = self.max_attempts if self.gen.uses_feedback else 1
+        for _ in range(attempts):
+            if not pending:
+                break
+            items = [Item(recs[j]["original"], recs[j]["label"], recs[j]["target"], self.label_names,
+                          feedback.get(j)) for j in pending]
+            cands = self.gen.propose(items, self.scorer)
+            texts_ok = [c.text for c in cands if c.text]
+            probs_iter = iter(self.scorer(texts_ok) if texts_ok else [])
+            still = []
+            for j, c in zip(pending, cands):
+                r = recs[j]
+                probs = next(probs_iter) if c.text else None
+                r["attempts"] += 1
+                r["calls"] += c.calls
+                r["retries"] += c.retries
+                if c.text:
+                    r["candidate"], r["cand_probs"] = c.text, probs.tolist()
+                if c.extra.get("edits") is not None:
+                    r["edits"] = c.extra["edits"]
+                reason = c.rejection or self.gate.reason(r["original"], c.text, probs, r["label"], r["target"],
+                                                         self.gen.examples)
+                if reason is None:
+                    r.update(cfe=c.text, cfe_probs=probs.tolist(), cfe_label=int(np.argmax(probs)), valid=True,
+                             reason=None, n_edits=edited_words(r["original"], c.text),
+                             edit_distance=normalized_edit_distance(r["original"], c.text))
+                else:
+                    r["rejections"][reason] = r["rejections"].get(reason, 0) + 1
+                    r["reason"] = reason
+                    feedback[j] = _feedback(c.text, probs, self.label_names, reason)
+                    still.append(j)
+            pending = still
+        self.stats["generated"] += len(recs)
+        return recs
+
+    def pairs(self, pool, order_by_class: list[list[int]], n_per_class: int,
+              max_tries: int | None = None) -> tuple[list[tuple[int, dict]], list[dict]]:
+        """Originals (pool row positions) with a valid CFE, n_per_class per class, walking each
+        class's draw order (at most ``max_tries`` originals per class); returns the pairs and
+        the originals that failed."""
+        chosen, failed = [], []
+        seen: set[str] = set()
+        limit = max_tries or 4 * n_per_class + 8
+        for cls_order in order_by_class:
+            got, pos = [], 0
+            while len(got) < n_per_class and pos < min(len(cls_order), limit):
+                batch = cls_order[pos:min(pos + n_per_class - len(got), limit)]
+                pos += len(batch)
+                ids = [pool.iloc[b]["id"] for b in batch]
+                recs = self.records(ids, [pool.iloc[b]["text"] for b in batch])
+                for b, sid in zip(batch, ids):
+                    rec = recs[sid]
+                    ok = rec.get("valid") and self.gate.reason(
+                        rec["original"], rec["cfe"], rec["cfe_probs"], rec["label"], rec.get("target"),
+                        self.gen.examples, seen) is None
+                    if ok:
+                        got.append((b, rec))
+                        seen.add(rec["cfe"].strip().lower())
+                    else:
+                        failed.append(rec)
+            chosen.append(got)
+        # interleave classes so any prefix stays balanced
+        pairs = [p for group in zip(*chosen) for p in group]
+        return pairs, failed

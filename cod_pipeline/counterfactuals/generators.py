@@ -1,0 +1,250 @@
+"""CFE generators share one interface: (originals, the teacher's labels, task) → candidate
+texts. Validation against the teacher and the minimality gate live in ``generate.py``, so a
+new backend is one small class plus one YAML file."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from cod_pipeline import ConfigError
+from cod_pipeline.cache import config_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Item:
+    """One request: the text, the teacher's class on it, the class asked for, and feedback on
+    the previous failed attempt (teacher label and confidence)."""
+    text: str
+    label: int
+    target: int | None
+    label_names: list[str]
+    feedback: str | None = None
+    start_from: str | None = None  # hybrid: repair this proposal instead of the original
+
+
+@dataclass
+class Candidate:
+    text: str | None
+    rejection: str | None = None
+    calls: int = 0
+    retries: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Generator:
+    name = "base"
+    llm_model = "-"
+    prompt_version = "-"
+    examples: tuple[str, ...] = ()  # the prompt's own examples: a CFE equal to one is rejected
+    uses_feedback = False
+
+    def __init__(self, task: str):
+        self.task = task
+
+    def propose(self, items: list[Item], scorer) -> list[Candidate]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def session(self):
+        """Resources held while generating (a local LLM server); released even on error."""
+        yield self
+
+
+class SearchGenerator(Generator):
+    """Teacher-guided minimal-edit search; every output already flips the teacher."""
+    name = "search"
+
+    def __init__(self, task: str, **search_kw):
+        super().__init__(task)
+        from cod_pipeline.counterfactuals.search import SearchConfig
+
+        self.cfg = SearchConfig(task=task, **search_kw)
+        self.prompt_version = "search-" + config_hash(search_kw, 8)
+
+    def propose(self, items, scorer):
+        from cod_pipeline.counterfactuals.search import search_cfe
+
+        texts = [it.start_from or it.text for it in items]
+        results = search_cfe(texts, [it.label for it in items], scorer, self.cfg, [it.target for it in items],
+                             progress=len(items) > 4)
+        return [Candidate(r.text, None if r.text else "no_flip_found",
+                          extra={"edits": r.edits, "teacher_calls": r.teacher_calls}) for r in results]
+
+
+class OpenAIGenerator(Generator):
+    """Any OpenAI-compatible endpoint (GPT-4o, vLLM, Ollama, llama.cpp); chat prompts for hosted
+    models, few-shot completion prompts for small local ones."""
+    name = "openai"
+    uses_feedback = True
+
+    def __init__(self, task: str, llm: dict, fewshot: list | None = None):
+        super().__init__(task)
+        from cod_pipeline.counterfactuals.llm import LLMConfig, task_prompt
+
+        self.llm_cfg = LLMConfig.from_mapping(dict(llm))
+        self.prompt = task_prompt(task, [tuple(p) for p in fewshot] if fewshot else None)
+        self.llm_model = self.llm_cfg.model
+        self.prompt_version = f"{self.llm_cfg.prompt_version}-{self.llm_cfg.mode}"
+        self.examples = tuple(str(t) for pair in self.prompt.fewshot for t in pair[:2])
+        self._proposer = None
+
+    def proposer(self):
+        from cod_pipeline.counterfactuals.llm import OpenAIProposer
+
+        if self._proposer is None:
+            self._proposer = OpenAIProposer(self.llm_cfg, self.prompt)
+        return self._proposer
+
+    def check(self) -> None:
+        """Fail before heavy work when no key is set for a hosted endpoint."""
+        try:
+            self.proposer()
+        except RuntimeError as e:
+            raise ConfigError(str(e)) from None
+
+    def propose(self, items, scorer):
+        from cod_pipeline.counterfactuals.llm import PromptItem
+
+        prompts = [PromptItem(it.text, it.label_names[it.label],
+                              it.label_names[it.target] if it.target is not None else _other(it), it.feedback)
+                   for it in items]
+        return [Candidate(p.text, p.rejection, p.calls, p.retries, {"raw": p.raw})
+                for p in self.proposer().propose(prompts)]
+
+
+def _other(it: Item) -> str:
+    others = [n for i, n in enumerate(it.label_names) if i != it.label]
+    return others[0] if len(others) == 1 else " or ".join(others)
+
+
+class LocalLLMGenerator(OpenAIGenerator):
+    """The ``openai`` generator pointed at a llama.cpp server that it starts on a free loopback
+    port for the stage and stops afterwards, even on error. No new client code."""
+    name = "local_llm"
+
+    def __init__(self, task: str, llm: dict, gguf: str, fewshot: list | None = None, n_ctx: int = 2048,
+                 startup_timeout_s: float = 120.0):
+        super().__init__(task, llm, fewshot)
+        self.gguf, self.n_ctx, self.startup_timeout_s = gguf, n_ctx, startup_timeout_s
+
+    def check(self) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigError("cfe=local_llm needs the local-llm extra: `make local-llm` (pip install -e .[local-llm])")
+        self.model_path()
+
+    def model_path(self) -> str:
+        if os.path.exists(self.gguf):
+            return self.gguf
+        import importlib.util
+        from pathlib import Path
+
+        pkg, _, pattern = self.gguf.partition(":")
+        spec = importlib.util.find_spec(pkg)
+        if spec and spec.submodule_search_locations:
+            found = sorted(Path(list(spec.submodule_search_locations)[0]).rglob(pattern or "*.gguf"))
+            if found:
+                return str(found[0])
+        raise ConfigError(f"no GGUF model found for cfe.gguf={self.gguf!r} (a path, or package:glob)")
+
+    @contextlib.contextmanager
+    def session(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path(), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", str(self.n_ctx)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_port(port, proc, self.startup_timeout_s)
+            self.llm_cfg.base_url = f"http://127.0.0.1:{port}/v1"
+            self._proposer = None
+            yield self
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace").strip().splitlines()[-1:] if proc.stderr else []
+            raise ConfigError(f"local LLM server exited: {' '.join(err)}")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        time.sleep(0.5)
+    raise ConfigError(f"local LLM server did not start within {timeout:.0f} s")
+
+
+class HybridGenerator(Generator):
+    """LLM proposals first; a proposal that does not flip the teacher is repaired by the search,
+    starting from the proposal."""
+    name = "hybrid"
+
+    def __init__(self, task: str, llm_generator: Generator, search: SearchGenerator):
+        super().__init__(task)
+        self.llm, self.search = llm_generator, search
+        self.llm_model, self.examples = llm_generator.llm_model, llm_generator.examples
+        self.prompt_version = f"{llm_generator.prompt_version}+{search.prompt_version}"
+
+    def check(self) -> None:
+        getattr(self.llm, "check", lambda: None)()
+
+    @contextlib.contextmanager
+    def session(self):
+        with self.llm.session():
+            yield self
+
+    def propose(self, items, scorer):
+        cands = self.llm.propose(items, scorer)
+        texts = [c.text for c in cands]
+        probs = scorer([t for t in texts if t]) if any(texts) else []
+        it_probs = iter(probs)
+        repair = []
+        for i, (it, c) in enumerate(zip(items, cands)):
+            p = next(it_probs) if c.text else None
+            flipped = p is not None and (p.argmax() != it.label if it.target is None else p.argmax() == it.target)
+            if not flipped:
+                repair.append(i)
+        if repair:
+            fixed = self.search.propose([Item(items[i].text, items[i].label, items[i].target, items[i].label_names,
+                                              start_from=cands[i].text) for i in repair], scorer)
+            for i, f in zip(repair, fixed):
+                if f.text:
+                    cands[i] = Candidate(f.text, None, cands[i].calls, cands[i].retries,
+                                         {**cands[i].extra, "repaired": True, **f.extra})
+        return cands
+
+
+def build_generator(cfg, task: str) -> Generator:
+    """From the ``cfe`` config group."""
+    kind = cfg.name
+    if kind == "search":
+        return SearchGenerator(task, **dict(cfg.search))
+    if kind == "openai":
+        return OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
+    if kind == "local_llm":
+        return LocalLLMGenerator(task, cfg.llm, cfg.gguf, cfg.get("fewshot"))
+    if kind == "hybrid":
+        llm = (LocalLLMGenerator(task, cfg.llm, cfg.gguf, cfg.get("fewshot")) if cfg.get("gguf")
+               else OpenAIGenerator(task, cfg.llm, cfg.get("fewshot")))
+        return HybridGenerator(task, llm, SearchGenerator(task, **dict(cfg.search)))
+    raise ConfigError(f"unknown cfe generator {kind!r}")
+
+
+__all__ = ["Item", "Candidate", "Generator", "SearchGenerator", "OpenAIGenerator", "LocalLLMGenerator",
+           "HybridGenerator", "build_generator"]

@@ -1,0 +1,295 @@
+"""Append-only, multi-process-safe cache of counterfactual explanations (SQLite, WAL mode).
+
+One row per :class:`CFEKey`; the first writer wins (``INSERT OR IGNORE``) and each ``put``
+is its own committed transaction, so a ``kill -9`` loses at most the in-flight record.
+
+Intended use by a generator (several processes / sweep jobs may share one store)::
+
+    store = CFEStore(path)
+    cached = store.get_many(keys)                      # 1. reuse what is already paid for
+    todo = [k for k in keys if k not in cached]
+    mine = store.claim_many(todo, owner)               # 2. claim the rest (atomic, BEGIN IMMEDIATE)
+    try:
+        for k in mine:                                 # 3. generate + put, one commit per record
+            store.put(k, generate(k))
+    finally:
+        store.release_many(mine, owner)                # 4. release claims
+    others = [k for k in todo if k not in set(mine)]
+    got = store.wait_for(others, timeout_s=...)        # 5. wait for keys claimed by other owners
+    # keys missing from ``got`` had their claim go stale (owner died) or timed out:
+    # claim and generate them yourself (loop back to step 2).
+
+Claims expire ``ttl_s`` seconds after they were taken (or last refreshed by re-claiming
+with the same owner); an expired claim can be taken over by anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = ["CFEKey", "CFEStore"]
+
+
+@dataclass(frozen=True)
+class CFEKey:
+    dataset: str
+    sample_id: str
+    generator: str
+    llm_model: str
+    prompt_version: str
+    teacher_id: str
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return tuple(str(getattr(self, f)) for f in _KEY_COLS)
+
+
+_KEY_COLS: tuple[str, ...] = tuple(f.name for f in fields(CFEKey))
+_KEY_SQL = ", ".join(_KEY_COLS)
+_KEY_WHERE = " AND ".join(f"{c} = ?" for c in _KEY_COLS)
+_CHUNK = 100  # keys per row-value IN (...) query (6 params each)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS cfe (
+    {", ".join(f"{c} TEXT NOT NULL" for c in _KEY_COLS)},
+    record TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY ({_KEY_SQL})
+);
+CREATE TABLE IF NOT EXISTS claims (
+    {", ".join(f"{c} TEXT NOT NULL" for c in _KEY_COLS)},
+    owner TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY ({_KEY_SQL})
+);
+"""
+
+
+class CFEStore:
+    """SQLite-backed append-only CFE cache. Safe across threads (one lock) and processes (SQLite locks)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: autocommit; explicit BEGIN IMMEDIATE for multi-statement transactions.
+        self._conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+        self._retry_locked(self._init_db)
+
+    # -- setup -------------------------------------------------------------------------------
+    def _init_db(self) -> None:
+        c = self._conn
+        c.execute("PRAGMA busy_timeout = 60000")
+        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":  # pragma: no cover - e.g. unsupported filesystem
+            raise sqlite3.OperationalError(f"could not enable WAL mode on {self.path} (got {mode})")
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.executescript(_SCHEMA)
+
+    @staticmethod
+    def _retry_locked(fn, tries: int = 50):
+        # Switching to WAL / creating tables may return SQLITE_BUSY without invoking the busy handler
+        # when several processes open a fresh database at the same moment.
+        for i in range(tries):
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or i == tries - 1:
+                    raise
+                time.sleep(0.05 * (1 + i % 5))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "CFEStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, key: CFEKey) -> dict | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT record FROM cfe WHERE {_KEY_WHERE}", key.as_tuple()).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def get_many(self, keys: Sequence[CFEKey]) -> dict[CFEKey, dict]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[CFEKey, dict] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            placeholders = ", ".join(["(" + ", ".join("?" * len(_KEY_COLS)) + ")"] * len(chunk))
+            params = [v for k in chunk for v in k.as_tuple()]
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT {_KEY_SQL}, record FROM cfe WHERE ({_KEY_SQL}) IN (VALUES {placeholders})", params
+                ).fetchall()
+            for r in rows:
+                out[CFEKey(*r[:-1])] = json.loads(r[-1])
+        return out
+
+    def __contains__(self, key: CFEKey) -> bool:
+        with self._lock:
+            return self._conn.execute(f"SELECT 1 FROM cfe WHERE {_KEY_WHERE}", key.as_tuple()).fetchone() is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM cfe").fetchone()[0])
+
+    def all(self, **filters: Any) -> list[dict]:
+        """All records in insertion order, each merged with its key fields and ``created_at``.
+
+        Filters on key fields (``dataset=``, ``generator=``, ...) are applied in SQL; any other
+        filter is compared against the record's own fields (e.g. ``valid=True``).
+        """
+        sql_f = {k: v for k, v in filters.items() if k in _KEY_COLS}
+        rec_f = {k: v for k, v in filters.items() if k not in _KEY_COLS}
+        where = " AND ".join(f"{k} = ?" for k in sql_f)
+        q = f"SELECT {_KEY_SQL}, record, created_at FROM cfe" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
+        with self._lock:
+            rows = self._conn.execute(q, [str(v) for v in sql_f.values()]).fetchall()
+        out = []
+        for r in rows:
+            rec = json.loads(r[len(_KEY_COLS)])
+            if any(rec.get(k) != v for k, v in rec_f.items()):
+                continue
+            out.append({**rec, **dict(zip(_KEY_COLS, r[: len(_KEY_COLS)])), "created_at": r[-1]})
+        return out
+
+    def keys(self, **filters: Any) -> list[CFEKey]:
+        return [CFEKey(*(r[c] for c in _KEY_COLS)) for r in self.all(**filters)]
+
+    # -- writes ------------------------------------------------------------------------------
+    def put(self, key: CFEKey, record: dict) -> bool:
+        """Insert ``record`` unless ``key`` is already stored (first writer wins). Commits immediately.
+
+        Returns True if this call inserted the row.
+        """
+        payload = json.dumps(record, ensure_ascii=False, allow_nan=True, default=_json_default)
+        with self._lock:
+            cur = self._conn.execute(
+                f"INSERT OR IGNORE INTO cfe ({_KEY_SQL}, record, created_at) VALUES ({', '.join('?' * (len(_KEY_COLS) + 2))})",
+                (*key.as_tuple(), payload, time.time()),
+            )
+            return cur.rowcount == 1
+
+    # -- claims ------------------------------------------------------------------------------
+    def claim(self, key: CFEKey, owner: str, ttl_s: float = 600) -> bool:
+        """Atomically claim ``key`` for ``owner``. False if already stored or held by another live owner.
+
+        Re-claiming a key you already hold refreshes its expiry; expired claims are taken over.
+        """
+        return bool(self.claim_many([key], owner, ttl_s))
+
+    def claim_many(self, keys: Iterable[CFEKey], owner: str, ttl_s: float = 600) -> list[CFEKey]:
+        """Claim several keys in one ``BEGIN IMMEDIATE`` transaction; returns the keys obtained."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        got: list[CFEKey] = []
+        with self._lock:
+            c = self._conn
+            self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
+            try:
+                now = time.time()
+                for k in keys:
+                    t = k.as_tuple()
+                    if c.execute(f"SELECT 1 FROM cfe WHERE {_KEY_WHERE}", t).fetchone() is not None:
+                        continue  # already generated: nothing to claim
+                    row = c.execute(f"SELECT owner, expires_at FROM claims WHERE {_KEY_WHERE}", t).fetchone()
+                    if row is None:
+                        c.execute(
+                            f"INSERT INTO claims ({_KEY_SQL}, owner, claimed_at, expires_at) VALUES ({', '.join('?' * (len(_KEY_COLS) + 3))})",
+                            (*t, owner, now, now + ttl_s),
+                        )
+                    elif row[0] == owner or row[1] < now:
+                        c.execute(
+                            f"UPDATE claims SET owner = ?, claimed_at = ?, expires_at = ? WHERE {_KEY_WHERE}",
+                            (owner, now, now + ttl_s, *t),
+                        )
+                    else:
+                        continue
+                    got.append(k)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return got
+
+    def release(self, key: CFEKey, owner: str) -> None:
+        self.release_many([key], owner)
+
+    def release_many(self, keys: Iterable[CFEKey], owner: str) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+        with self._lock:
+            c = self._conn
+            self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
+            try:
+                c.executemany(f"DELETE FROM claims WHERE {_KEY_WHERE} AND owner = ?",
+                              [(*k.as_tuple(), owner) for k in keys])
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def claim_owner(self, key: CFEKey) -> str | None:
+        """Owner of a live (non-expired) claim on ``key``, else None."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT owner FROM claims WHERE {_KEY_WHERE} AND expires_at >= ?", (*key.as_tuple(), time.time())
+            ).fetchone()
+        return None if row is None else row[0]
+
+    def wait_for(self, keys: Sequence[CFEKey], poll_s: float = 0.2, timeout_s: float = 3600.0) -> dict[CFEKey, dict]:
+        """Poll until every key is stored, or its claim is gone/stale, or ``timeout_s`` elapses.
+
+        Returns the records found. Keys absent from the result were abandoned (no live claim
+        and no record: the owner died or released without writing) or timed out; the caller
+        should claim and generate them itself.
+        """
+        pending = list(dict.fromkeys(keys))
+        found: dict[CFEKey, dict] = {}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            found.update(self.get_many(pending))
+            pending = [k for k in pending if k not in found]
+            if not pending:
+                break
+            live = [k for k in pending if self.claim_owner(k) is not None]
+            if len(live) < len(pending):
+                # re-check records written between the two queries before giving up on those keys
+                found.update(self.get_many([k for k in pending if k not in set(live)]))
+            pending = live
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(poll_s)
+        return found
+
+    # -- maintenance -------------------------------------------------------------------------
+    def integrity_check(self) -> str:
+        with self._lock:
+            return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars / arrays and other array-likes
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "__dataclass_fields__"):
+        return asdict(o)
+    raise TypeError(f"CFE record value of type {type(o).__name__} is not JSON serialisable")

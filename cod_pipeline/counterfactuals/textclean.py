@@ -1,0 +1,181 @@
+"""Cleaning of raw LLM outputs and token-level minimality helpers.
+
+Pure functions, stdlib only.
+
+``clean_llm_output(raw, original)`` turns the raw text returned by an LLM into a
+single candidate sentence, or rejects it with one of the reasons:
+
+* ``"empty"``         – nothing left after cleaning;
+* ``"copy_of_input"`` – identical to the input (case/whitespace-insensitive);
+* ``"multiline"``     – several sentences/lines that are not "sentence + explanation";
+* ``"explanation"``   – the text is (or contains) chatter such as "Here is ...",
+  "I changed ...", "As an AI ..." that could not be stripped as a prefix line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+__all__ = [
+    "REJECT_EMPTY",
+    "REJECT_COPY",
+    "REJECT_MULTILINE",
+    "REJECT_EXPLANATION",
+    "clean_llm_output",
+    "word_tokens",
+    "normalized_edit_distance",
+    "edited_words",
+    "diff_markdown",
+]
+
+REJECT_EMPTY = "empty"
+REJECT_COPY = "copy_of_input"
+REJECT_MULTILINE = "multiline"
+REJECT_EXPLANATION = "explanation"
+
+_QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "`": "`", "«": "»"}
+_QUOTE_CHARS = "\"'“”‘’`«»"
+
+_LABEL_RE = re.compile(
+    r"^\s*(?:\*\*)?\s*(?:the\s+)?(?:counterfactual(?:\s+sentence)?|output|sentence|flipped(?:\s+sentence)?|"
+    r"rewritten(?:\s+sentence)?|answer|modified(?:\s+sentence)?|revised(?:\s+sentence)?|edited(?:\s+sentence)?|result)"
+    r"(?:\s*\([^)]*\))?\s*(?:\*\*)?\s*[:\-–—]\s*(?:\*\*)?\s*",
+    re.IGNORECASE,
+)
+
+# Lines after the first one that are considered explanations (and thus dropped).
+_EXPLANATION_LINE_RE = re.compile(
+    r"^\s*(?:[\(\[]|explanation|note|this\b|these\b|i\s+(?:changed|replaced|modified|swapped|flipped|"
+    r"made|edited|have|just|only|removed|added)|the\s+(?:change|edit|word|only)|changes?\b|edits?\b|"
+    r"here\b|by\s+changing|reason|rationale|—|–)",
+    re.IGNORECASE,
+)
+
+# Phrases that betray chatter rather than a clean sentence.
+_CHATTER_RE = re.compile(
+    r"\b(?:here\s+is|here's|here\s+are|i\s+changed|i\s+replaced|i\s+modified|i\s+swapped|i\s+have\s+changed|"
+    r"i've\s+changed|as\s+an\s+ai|as\s+a\s+language\s+model|i\s+cannot|i\s+can't|sure[,!]|certainly[,!])",
+    re.IGNORECASE,
+)
+
+# A prefix line that only introduces the answer ("Here is the counterfactual:").
+_PREFIX_LINE_RE = re.compile(
+    r"^\s*(?:sure|certainly|okay|ok|of\s+course)?[\s,!.]*(?:here\s+is|here's|here\s+are|below\s+is)\b.*[:.]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _strip_quotes(s: str) -> str:
+    s = s.strip()
+    changed = True
+    while changed and len(s) >= 2:
+        changed = False
+        if s[0] in _QUOTE_PAIRS and s[-1] == _QUOTE_PAIRS[s[0]]:
+            s = s[1:-1].strip()
+            changed = True
+        elif s[0] in "“”" and s[-1] in "“”":
+            s = s[1:-1].strip()
+            changed = True
+    # A lone dangling double quote at either end (e.g. output cut by a stop token).
+    if s and s[0] in "\"“”" and sum(s.count(q) for q in "\"“”") == 1:
+        s = s[1:].strip()
+    elif s and s[-1] in "\"“”" and sum(s.count(q) for q in "\"“”") == 1:
+        s = s[:-1].strip()
+    return s
+
+
+def _strip_label(s: str) -> str:
+    prev = None
+    while prev != s:
+        prev = s
+        s = _LABEL_RE.sub("", s, count=1).strip()
+        s = _strip_quotes(s)
+    return s
+
+
+def _canon(s: str) -> str:
+    return " ".join(s.lower().split())
+
+
+def clean_llm_output(raw: str | None, original: str) -> tuple[str | None, str | None]:
+    """Return ``(cleaned_text, None)`` or ``(None, reason)``."""
+    if raw is None:
+        return None, REJECT_EMPTY
+    text = raw.replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = _strip_quotes(text)
+    if not text:
+        return None, REJECT_EMPTY
+
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    # Drop introductory prefix lines ("Here is the counterfactual:") when a sentence follows.
+    while len(lines) > 1 and (_PREFIX_LINE_RE.match(lines[0]) or _LABEL_ONLY_RE.match(lines[0])):
+        lines = lines[1:]
+    if len(lines) > 1:
+        rest = lines[1:]
+        if all(_EXPLANATION_LINE_RE.match(ln) or _CHATTER_RE.search(ln) for ln in rest):
+            lines = lines[:1]
+        else:
+            return None, REJECT_MULTILINE
+
+    cand = _strip_label(lines[0])
+    cand = _strip_quotes(cand)
+    cand = " ".join(cand.split())
+    if not cand:
+        return None, REJECT_EMPTY
+    if _CHATTER_RE.search(cand):
+        return None, REJECT_EXPLANATION
+    if _canon(cand) == _canon(original):
+        return None, REJECT_COPY
+    return cand, None
+
+
+_LABEL_ONLY_RE = re.compile(_LABEL_RE.pattern + r"$", re.IGNORECASE)
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def word_tokens(text: str) -> list[str]:
+    """Lower-cased word and punctuation tokens."""
+    return _TOKEN_RE.findall((text or "").lower())
+
+
+def _levenshtein(a: list[str], b: list[str]) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ta in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, tb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ta != tb))
+        prev = cur
+    return prev[-1]
+
+
+def edited_words(a: str, b: str) -> int:
+    """Token-level Levenshtein distance between ``a`` and ``b``."""
+    return _levenshtein(word_tokens(a), word_tokens(b))
+
+
+def normalized_edit_distance(a: str, b: str) -> float:
+    """Token Levenshtein distance divided by the longer token length (>= 1)."""
+    ta, tb = word_tokens(a), word_tokens(b)
+    return _levenshtein(ta, tb) / max(len(ta), len(tb), 1)
+
+
+def diff_markdown(a: str, b: str) -> str:
+    """Render ``b`` relative to ``a``: inserted/substituted tokens **bold**, deleted ~~struck~~."""
+    ta, tb = _TOKEN_RE.findall(a or ""), _TOKEN_RE.findall(b or "")
+    out: list[str] = []
+    sm = difflib.SequenceMatcher(a=[t.lower() for t in ta], b=[t.lower() for t in tb], autojunk=False)
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op == "equal":
+            out.extend(tb[j1:j2])
+        elif op == "insert":
+            out.append("**" + " ".join(tb[j1:j2]) + "**")
+        elif op == "delete":
+            out.append("~~" + " ".join(ta[i1:i2]) + "~~")
+        else:  # replace: show what was removed, then what replaced it
+            out.append("~~" + " ".join(ta[i1:i2]) + "~~")
+            out.append("**" + " ".join(tb[j1:j2]) + "**")
+    return " ".join(out)

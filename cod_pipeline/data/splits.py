@@ -1,0 +1,109 @@
+"""Fixed train/validation/test splits and the nested, balanced k-shot sampler.
+
+Splits depend only on the text (hashes), never on the run seed, so every run of a
+dataset is scored on the same test set. The k-shot draw is nested: for one seed the
+k=8 draw is a prefix of the k=16 draw, so curves over k compare like with like and
+cached teacher outputs and CFEs are reused across k.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cod_pipeline import ConfigError
+
+
+def text_id(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _order(keys: pd.Series, salt: str) -> pd.Series:
+    return keys.map(lambda s: hashlib.sha1(f"{salt}:{s}".encode()).hexdigest())
+
+
+@dataclass
+class Splits:
+    train: pd.DataFrame  # the pool the k-shot sampler and the teacher draw from
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    label_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+
+def _carve(df: pd.DataFrame, size: int, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Take about ``size`` rows, whole groups at a time, in a hash order fixed by ``salt``."""
+    keys = df["group"] if "group" in df else df["id"]
+    order = _order(keys, salt)
+    first = order.groupby(keys).transform("min") if "group" in df else order
+    ranked = df.assign(_o=first).sort_values(["_o", "id"])
+    taken = ranked.iloc[:size]
+    if "group" in df and len(taken):
+        taken = ranked[ranked["_o"] <= taken["_o"].iloc[-1]]
+    rest = ranked.drop(taken.index)
+    return taken.drop(columns="_o"), rest.drop(columns="_o")
+
+
+def make_splits(df: pd.DataFrame, label_names: list[str] | None, val_size: int, test_size: int,
+                test_cap: int | None = None) -> Splits:
+    """Deduplicate, map labels to 0..C-1, and cut the fixed splits."""
+    df = df.dropna(subset=["text", "label"]).copy()
+    df["text"] = df["text"].astype(str).str.strip()
+    df = df[df["text"].str.len() > 0].drop_duplicates("text")
+    df["id"] = df["text"].map(text_id)
+    values = sorted(df["label"].unique().tolist(), key=str)
+    if label_names is None:
+        label_names = [str(v) for v in values]
+    if len(label_names) < 2:
+        raise ConfigError(f"need at least 2 classes, found labels {values}")
+    if all(isinstance(v, (int, np.integer)) for v in values) and set(values) <= set(range(len(label_names))):
+        df["label"] = df["label"].astype(int)
+    elif set(map(str, values)) <= set(label_names):
+        df["label"] = df["label"].map(lambda v: label_names.index(str(v)))
+    else:
+        raise ConfigError(f"labels {values} do not match dataset.label_names {list(label_names)}")
+    if "split" in df and (df["split"] == "test").any():
+        test, pool = df[df["split"] == "test"], df[df["split"] != "test"]
+    else:
+        test, pool = _carve(df, test_size, "test")
+    validation, train = _carve(pool, val_size, "validation")
+    if test_cap and len(test) > test_cap:
+        test, _ = _carve(test.drop(columns=["group"], errors="ignore"), test_cap, "test-cap")
+    return Splits(*(x.reset_index(drop=True) for x in (train, validation, test)), label_names=list(label_names))
+
+
+class KShotSampler:
+    """Balanced per class, seeded, nested across k: one permutation per class, read as prefixes."""
+
+    def __init__(self, labels: np.ndarray, num_classes: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.num_classes = num_classes
+        self.per_class = [rng.permutation(np.flatnonzero(np.asarray(labels) == c)) for c in range(num_classes)]
+
+    def check(self, k: int) -> None:
+        if not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        if k % self.num_classes:
+            raise ConfigError(f"k={k} is not divisible by the number of classes ({self.num_classes})")
+        short = [c for c, idx in enumerate(self.per_class) if len(idx) < k // self.num_classes]
+        if short:
+            raise ConfigError(
+                f"k={k} needs {k // self.num_classes} examples per class, but class {short[0]} has only "
+                f"{len(self.per_class[short[0]])} in the training pool"
+            )
+
+    def draw(self, k: int) -> np.ndarray:
+        """Indices of a balanced k-shot set, class-interleaved so prefixes stay balanced."""
+        self.check(k)
+        per = k // self.num_classes
+        return np.stack([idx[:per] for idx in self.per_class], axis=1).reshape(-1)
+
+    def reserve(self, k: int, cls: int) -> np.ndarray:
+        """Pool indices of class ``cls`` after the first k-shot draw, in draw order (spares to
+        replace originals whose CFE never validates, keeping the budget exactly k)."""
+        return self.per_class[cls][k // self.num_classes:]

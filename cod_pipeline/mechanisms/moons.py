@@ -1,0 +1,643 @@
+"""Theorem 2 toy: two-moons decision boundaries, KD vs CoD students.
+
+* Teacher: MLP (default 2-64-64-2, ReLU) trained on ``make_moons(n=2000, noise=0.2)``.
+* CFEs: gradient-based minimal-perturbation search (DeepFool-style projection steps on
+  the teacher's logit margin ``m(x) = z_1(x) - z_0(x)`` until the sign flips, then
+  bisection to the boundary), then a further ``alpha_dist`` along the boundary normal.
+* Students (default 2-32-32-2) trained on teacher soft labels, on ``k`` originals (KD)
+  vs ``k/2`` originals + their ``k/2`` CFEs (CoD). Same init, same number of steps.
+* Metric: symmetric Hausdorff distance between the teacher's and the student's
+  zero-margin curves inside the data bounding box (grid + linear interpolation), plus
+  prediction agreement on a dense in-distribution test sample and on a uniform grid.
+
+Everything is CPU-only, single-threaded and finishes in well under two minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .geometry import boundary_points, grid, hausdorff
+
+__all__ = [
+    "MLP",
+    "margin",
+    "margin_fn",
+    "train_mlp",
+    "cfe_search",
+    "boundary_points",
+    "hausdorff",
+    "run_moons",
+]
+
+DEFAULT_KS = (8, 16, 32, 64, 128)
+DEFAULT_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.4)
+
+
+# --------------------------------------------------------------------------- models
+class MLP(nn.Module):
+    """Plain MLP ``2 -> hidden... -> 2`` with ReLU (or tanh) activations."""
+
+    def __init__(self, hidden: Sequence[int] = (64, 64), in_dim: int = 2, n_classes: int = 2,
+                 activation: str = "relu"):
+        super().__init__()
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        layers: list[nn.Module] = []
+        prev = in_dim
+        for h in hidden:
+            layers += [nn.Linear(prev, h), act()]
+            prev = h
+        layers.append(nn.Linear(prev, n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def margin(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logit margin ``z_1 - z_0`` (or the single logit for a 1-output model)."""
+    z = model(x)
+    if z.ndim == 1:
+        return z
+    if z.shape[1] == 1:
+        return z[:, 0]
+    return z[:, 1] - z[:, 0]
+
+
+def margin_fn(model: nn.Module):
+    """numpy ``(N, 2) -> (N,)`` wrapper around :func:`margin` (for boundary_points)."""
+
+    def fn(pts: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return margin(model, torch.as_tensor(pts, dtype=torch.float32)).double().numpy()
+
+    return fn
+
+
+def train_mlp(
+    X: np.ndarray,
+    targets: np.ndarray,
+    hidden: Sequence[int] = (64, 64),
+    steps: int = 500,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    activation: str = "relu",
+) -> MLP:
+    """Full-batch Adam on cross-entropy.
+
+    ``targets`` is either an int label vector ``(N,)`` (hard labels) or a probability
+    matrix ``(N, 2)`` (soft labels, i.e. KD with temperature 1).
+    """
+    torch.manual_seed(seed)
+    model = MLP(hidden, activation=activation)
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    T = torch.as_tensor(targets)
+    soft = T.ndim == 2
+    T = T.float() if soft else T.long()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        logits = model(Xt)
+        if soft:
+            loss = -(T * torch.log_softmax(logits, dim=1)).sum(1).mean()
+        else:
+            loss = nn.functional.cross_entropy(logits, T)
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model
+
+
+def predict_proba(model: nn.Module, X: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(model(torch.as_tensor(X, dtype=torch.float32)), 1).double().numpy()
+
+
+# --------------------------------------------------------------------------- CFEs
+def _margin_and_grad(model: nn.Module, x: torch.Tensor):
+    x = x.detach().clone().requires_grad_(True)
+    m = margin(model, x)
+    (g,) = torch.autograd.grad(m.sum(), x)
+    return m.detach(), g.detach()
+
+
+def _sgn(m: torch.Tensor) -> torch.Tensor:
+    return torch.where(m >= 0, torch.ones_like(m), -torch.ones_like(m))
+
+
+def cfe_search(
+    model: nn.Module,
+    X: np.ndarray,
+    alpha_dist: float = 0.05,
+    max_iter: int = 100,
+    overshoot: float = 0.02,
+    max_step: float = 0.5,
+    bisect_iter: int = 40,
+    n_dirs: int = 64,
+    max_radius: float = 5.0,
+) -> tuple[np.ndarray, dict]:
+    """Minimal-perturbation counterfactuals that cross ``model``'s decision boundary.
+
+    1. DeepFool-style steps ``x <- x - (1+overshoot) m(x) grad m / ||grad m||^2`` (step
+       length capped at ``max_step``) until ``sign(m)`` differs from ``sign(m(x0))``.
+    2. Bisection on the last segment to the boundary; the boundary point ``x_b`` is the
+       end of the final bracket on the flipped side, so ``|m(x_b)|`` is tiny and it is
+       already (just) flipped.
+    3. ``x_cfe = x_b + alpha_dist * n`` with ``n`` the unit normal ``grad m(x_b)`` pointing
+       away from the original class. If the curvature undoes the flip, the point falls
+       back to ``x_b`` (reported in ``info["fallback"]``).
+
+    Points for which step 1 does not cross within ``max_iter`` steps are handled by a
+    ray search (``n_dirs`` random directions, radii up to ``max_radius``) that brackets
+    a crossing for step 2 (reported in ``info["ray_search"]``).
+
+    Returns ``(X_cfe, info)`` with info keys ``boundary`` (N,2), ``found`` (search
+    crossed the boundary), ``flipped`` (teacher label of X_cfe differs from X),
+    ``fallback``, ``dist`` (||X_cfe - X||), ``orig_sign``.
+    """
+    model.eval()
+    x0 = torch.as_tensor(np.asarray(X), dtype=torch.float32).reshape(-1, 2).clone()
+    with torch.no_grad():
+        s0 = _sgn(margin(model, x0))
+    x = x0.clone()
+    lo = x0.clone()
+    found = torch.zeros(len(x0), dtype=torch.bool)
+    for _ in range(max_iter):
+        m, g = _margin_and_grad(model, x)
+        flipped_now = _sgn(m) != s0
+        found |= flipped_now
+        active = ~found
+        if not active.any():
+            break
+        gn2 = (g * g).sum(1).clamp_min(1e-12)
+        step = -((1.0 + overshoot) * m / gn2)[:, None] * g
+        # guarantee progress when m is ~0 exactly on the start side
+        norm = step.norm(dim=1, keepdim=True)
+        tiny = norm < 1e-6
+        step = torch.where(tiny, -s0[:, None] * g / gn2.sqrt()[:, None] * 1e-6, step)
+        norm = step.norm(dim=1, keepdim=True)
+        step = step * torch.clamp(max_step / norm.clamp_min(1e-12), max=1.0)
+        lo[active] = x[active]
+        x[active] = x[active] + step[active]
+    else:
+        with torch.no_grad():
+            found |= _sgn(margin(model, x)) != s0
+    hi = x.clone()
+    lo = torch.where(found[:, None], lo, x0)
+    # Fallback for points where the projection steps got trapped (e.g. a ragged ReLU
+    # teacher with a positive local minimum of |m|): derivative-free ray search from x0
+    # over ``n_dirs`` directions and growing radii; the first radius at which some ray
+    # flips the label brackets a crossing on that ray.
+    ray = torch.zeros(len(x0), dtype=torch.bool)
+    if (~found).any():
+        D = x0.shape[1]
+        gen = torch.Generator().manual_seed(0)
+        dirs = torch.randn(n_dirs, D, generator=gen)
+        dirs = dirs / dirs.norm(dim=1, keepdim=True)
+        radii = torch.logspace(np.log10(0.01), np.log10(max_radius), 40)
+        for i in torch.nonzero(~found).ravel().tolist():
+            for r in radii:
+                cand = x0[i][None, :] + r * dirs
+                with torch.no_grad():
+                    fl = _sgn(margin(model, cand)) != s0[i]
+                if fl.any():
+                    j = int(torch.nonzero(fl)[0])
+                    lo[i], hi[i] = x0[i], cand[j]
+                    found[i] = True
+                    ray[i] = True
+                    break
+    with torch.no_grad():
+        for _ in range(bisect_iter):
+            mid = 0.5 * (lo + hi)
+            same = _sgn(margin(model, mid)) == s0
+            lo = torch.where(same[:, None], mid, lo)
+            hi = torch.where(same[:, None], hi, mid)
+    xb = hi
+    _, gb = _margin_and_grad(model, xb)
+    n = -s0[:, None] * gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    xc = xb + float(alpha_dist) * n
+    with torch.no_grad():
+        flipped = _sgn(margin(model, xc)) != s0
+    fallback = found & ~flipped
+    xc = torch.where(fallback[:, None], xb, xc)
+    with torch.no_grad():
+        flipped = _sgn(margin(model, xc)) != s0
+    info = dict(
+        boundary=xb.numpy().astype(np.float64),
+        found=found.numpy(),
+        flipped=flipped.numpy(),
+        fallback=fallback.numpy(),
+        ray_search=ray.numpy(),
+        dist=(xc - x0).norm(dim=1).numpy().astype(np.float64),
+        orig_sign=s0.numpy(),
+    )
+    return xc.numpy().astype(np.float64), info
+
+
+# --------------------------------------------------------------------------- experiment
+def _make_moons(n: int, noise: float, seed: int):
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples=n, noise=noise, random_state=seed)
+    return X.astype(np.float64), y.astype(np.int64)
+
+
+def _fmt(mean: float, std: float, digits: int = 3) -> str:
+    if not np.isfinite(mean):
+        return "nan"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+class _Env:
+    """Data + evaluation context shared by all students of one teacher."""
+
+    def __init__(self, teacher, bbox, resolution, X_test, y_test, support=None,
+                 support_radius=0.25):
+        from scipy.spatial import cKDTree
+
+        self.teacher = teacher
+        self.support_tree = cKDTree(support) if support is not None else None
+        self.support_radius = support_radius
+        self.bbox = bbox
+        self.resolution = resolution
+        self.X_test, self.y_test = X_test, y_test
+        self.t_boundary = boundary_points(margin_fn(teacher), bbox, resolution)
+        self.t_boundary_sup = self._on_support(self.t_boundary)
+        self.t_pred_test = predict_proba(teacher, X_test).argmax(1)
+        XX, YY = grid(bbox, 100)
+        self.G = np.stack([XX.ravel(), YY.ravel()], 1)
+        self.t_pred_grid = predict_proba(teacher, self.G).argmax(1)
+        self.diag = float(np.hypot(bbox[1] - bbox[0], bbox[3] - bbox[2]))
+
+    def _on_support(self, P):
+        if self.support_tree is None or len(P) == 0:
+            return P
+        d, _ = self.support_tree.query(P, k=1)
+        return P[d <= self.support_radius]
+
+    def evaluate(self, student) -> dict:
+        sb = boundary_points(margin_fn(student), self.bbox, self.resolution)
+        h = hausdorff(self.t_boundary, sb)
+        no_boundary = not np.isfinite(h)
+        if no_boundary:  # student predicts one class on the whole box: worst case
+            h = self.diag
+        hs = hausdorff(self.t_boundary_sup, self._on_support(sb))
+        if not np.isfinite(hs):
+            hs = self.diag
+        ps = predict_proba(student, self.X_test).argmax(1)
+        pg = predict_proba(student, self.G).argmax(1)
+        return dict(
+            hausdorff=h,
+            hausdorff_support=hs,
+            no_boundary=no_boundary,
+            agree_test=float(np.mean(ps == self.t_pred_test)),
+            agree_grid=float(np.mean(pg == self.t_pred_grid)),
+            acc_test=float(np.mean(ps == self.y_test)),
+        )
+
+
+def _train_sets(env: _Env, pool: np.ndarray, k: int, rng: np.random.Generator, alpha: float,
+                cfe_kwargs: dict):
+    idx = rng.choice(len(pool), size=k, replace=False)
+    X_kd = pool[idx]
+    X_half = X_kd[: k // 2]
+    X_cf, info = cfe_search(env.teacher, X_half, alpha_dist=alpha, **cfe_kwargs)
+    X_cod = np.vstack([X_half, X_cf])
+    return X_kd, X_cod, X_cf, info
+
+
+def _students(env, X_kd, X_cod, s_seed, student_kw):
+    out = {}
+    for method, Xtr in (("kd", X_kd), ("cod", X_cod)):
+        if Xtr is None:
+            continue
+        P = predict_proba(env.teacher, Xtr)
+        st = train_mlp(Xtr, P, seed=s_seed, **student_kw)
+        out[method] = (st, env.evaluate(st))
+    return out
+
+
+def _summary_md(df: pd.DataFrame, by: str, title: str, params: dict,
+                metrics=("hausdorff", "agree_test", "agree_grid")) -> str:
+    lines = [f"# {title}", "", "Parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()),
+             "", "Mean ± std over seeds."]
+    head = f"| {by} |"
+    sep = "|---|"
+    for m in metrics:
+        head += f" {m} KD | {m} CoD |"
+        sep += "---|---|"
+    lines += ["", head, sep]
+    for key, sub in df.groupby(by):
+        row = f"| {key} |"
+        for m in metrics:
+            for meth in ("kd", "cod"):
+                v = sub[sub.method == meth][m]
+                row += f" {_fmt(v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0)} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def _plot_boundaries(path, env, X_kd, X_half, X_cf, students, k, bbox):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    XX, YY = grid(bbox, 200)
+    G = np.stack([XX.ravel(), YY.ravel()], 1)
+    t_m = margin_fn(env.teacher)(G).reshape(XX.shape)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    panels = [("teacher", env.teacher, None), ("KD student", students["kd"][0], "kd"),
+              ("CoD student", students["cod"][0], "cod")]
+    for ax, (name, model, key) in zip(axes, panels):
+        mm = margin_fn(model)(G).reshape(XX.shape)
+        ax.contourf(XX, YY, mm > 0, levels=[-0.5, 0.5, 1.5], colors=["#cfe0f5", "#f7d3cf"],
+                    alpha=0.8)
+        ax.contour(XX, YY, mm, levels=[0], colors="k", linewidths=1.6)
+        if key is not None:
+            ax.contour(XX, YY, t_m, levels=[0], colors="k", linewidths=1.0, linestyles="--")
+        if key is None:
+            ax.scatter(env.X_test[:600, 0], env.X_test[:600, 1], c=env.y_test[:600], s=4,
+                       cmap="coolwarm", alpha=0.6)
+            ax.set_title("teacher (black); test points")
+        elif key == "kd":
+            P = predict_proba(env.teacher, X_kd).argmax(1)
+            ax.scatter(X_kd[:, 0], X_kd[:, 1], c=P, cmap="coolwarm", vmin=0, vmax=1, s=40,
+                       edgecolors="k", label=f"{len(X_kd)} originals")
+            ev = students["kd"][1]
+            ax.set_title(f"KD student, k={k}: H={ev['hausdorff']:.3f}, "
+                         f"agree={ev['agree_test']:.3f}")
+        else:
+            P = predict_proba(env.teacher, X_half).argmax(1)
+            Pc = predict_proba(env.teacher, X_cf).argmax(1)
+            for a, b in zip(X_half, X_cf):
+                ax.plot([a[0], b[0]], [a[1], b[1]], color="gray", lw=0.8)
+            ax.scatter(X_half[:, 0], X_half[:, 1], c=P, cmap="coolwarm", vmin=0, vmax=1, s=40,
+                       edgecolors="k", label=f"{len(X_half)} originals")
+            ax.scatter(X_cf[:, 0], X_cf[:, 1], c=Pc, cmap="coolwarm", vmin=0, vmax=1, s=60,
+                       marker="X", edgecolors="k", label=f"{len(X_cf)} CFEs")
+            ev = students["cod"][1]
+            ax.set_title(f"CoD student, k={k}: H={ev['hausdorff']:.3f}, "
+                         f"agree={ev['agree_test']:.3f}")
+        if key is not None:
+            ax.legend(loc="lower left", fontsize=8)
+        ax.set_xlim(bbox[0], bbox[1])
+        ax.set_ylim(bbox[2], bbox[3])
+        ax.set_aspect("equal")
+    fig.suptitle("solid: model boundary, dashed: teacher boundary", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_vs(path, df, by, xlabel, logx2=False, baseline=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for ax, m, lab in ((axes[0], "hausdorff", "Hausdorff(teacher, student), box"),
+                       (axes[1], "hausdorff_support", "Hausdorff on data support"),
+                       (axes[2], "agree_test", "agreement with teacher (test)")):
+        for meth, color, name in (("kd", "tab:blue", "KD (k originals)"),
+                                  ("cod", "tab:red", "CoD (k/2 + CFEs)")):
+            sub = df[df.method == meth].groupby(by)[m].agg(["mean", "std"]).reset_index()
+            if len(sub) == 0:
+                continue
+            ax.errorbar(sub[by], sub["mean"], yerr=sub["std"], marker="o", capsize=3,
+                        color=color, label=name)
+        if baseline is not None and m in baseline:
+            mu, sd = baseline[m]
+            ax.axhline(mu, color="tab:blue", ls="--", label="KD (k originals)")
+            ax.axhspan(mu - sd, mu + sd, color="tab:blue", alpha=0.1)
+        if logx2:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_moons(
+    out_dir: str | os.PathLike,
+    ks: Sequence[int] = DEFAULT_KS,
+    seeds: int = 5,
+    alpha_dist: float = 0.05,
+    alpha_sweep: Sequence[float] = DEFAULT_ALPHAS,
+    flip_rates: Sequence[float] = (0.0, 0.1, 0.3),
+    sweep_k: int = 16,
+    steps: int = 400,
+    teacher_steps: int = 1000,
+    teacher_weight_decay: float = 1e-3,
+    support_radius: float = 0.25,
+    teacher_hidden: Sequence[int] = (64, 64),
+    student_hidden: Sequence[int] = (32, 32),
+    lr: float = 1e-2,
+    n_train: int = 2000,
+    noise: float = 0.2,
+    n_test: int = 5000,
+    resolution: int = 200,
+    data_seed: int = 0,
+    plot_k: int | None = None,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Run the Theorem-2 experiments and write all moons_* artefacts into ``out_dir``.
+
+    Returns ``{"moons": df, "alpha": df, "flawed": df}`` (one row per seed/method/...).
+    ``plot_k`` (default ``sweep_k``) selects the k shown in ``moons_boundaries.png``.
+    """
+    torch.set_num_threads(1)
+    t0 = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ks = [int(k) for k in ks]
+    if any(k < 2 or k % 2 for k in list(ks) + [sweep_k]):
+        raise ValueError("every k must be an even integer >= 2 (CoD uses k/2 + k/2)")
+    plot_k = sweep_k if plot_k is None else int(plot_k)
+    if plot_k not in ks:
+        plot_k = ks[0]
+
+    X_tr, y_tr = _make_moons(n_train, noise, data_seed)
+    pool, _ = _make_moons(n_train, noise, data_seed + 1)  # unlabeled transfer pool
+    X_te, y_te = _make_moons(n_test, noise, data_seed + 2)
+    pad = 0.0
+    bbox = (X_tr[:, 0].min() - pad, X_tr[:, 0].max() + pad,
+            X_tr[:, 1].min() - pad, X_tr[:, 1].max() + pad)
+    student_kw = dict(hidden=tuple(student_hidden), steps=steps, lr=lr)
+    cfe_kw: dict = {}
+
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    total = (len(ks) * seeds + len(alpha_sweep) * seeds + len(flip_rates) * (1 + seeds))
+    bar = tqdm(total=total, desc="moons", disable=not progress, mininterval=1.0) if tqdm else None
+
+    def tick(msg=None):
+        if bar is not None:
+            if msg:
+                bar.set_postfix_str(msg, refresh=False)
+            bar.update(1)
+
+    teachers: dict[float, MLP] = {}
+
+    def get_teacher(rate: float) -> MLP:
+        if rate not in teachers:
+            y = y_tr.copy()
+            if rate > 0:
+                r = np.random.default_rng([data_seed, int(round(rate * 1e6))])
+                flip = r.random(len(y)) < rate
+                y[flip] = 1 - y[flip]
+            teachers[rate] = train_mlp(X_tr, y, hidden=tuple(teacher_hidden),
+                                       steps=teacher_steps, lr=lr, seed=data_seed,
+                                       weight_decay=teacher_weight_decay)
+        return teachers[rate]
+
+    teacher = get_teacher(0.0)
+    env_kw = dict(support=X_tr, support_radius=support_radius)
+    env = _Env(teacher, bbox, resolution, X_te, y_te, **env_kw)
+    teacher_acc = float(np.mean(env.t_pred_test == y_te))
+
+    # ---------------------------------------------------------------- 1. k sweep
+    rows, plot_data = [], None
+    for k in ks:
+        for s in range(seeds):
+            rng = np.random.default_rng([data_seed, k, s])
+            X_kd, X_cod, X_cf, info = _train_sets(env, pool, k, rng, alpha_dist, cfe_kw)
+            res = _students(env, X_kd, X_cod, 1000 + s, student_kw)
+            for meth, (_, ev) in res.items():
+                rows.append(dict(k=k, seed=s, method=meth, alpha_dist=alpha_dist, **ev,
+                                 cfe_flip_rate=float(info["flipped"].mean()),
+                                 cfe_mean_dist=float(info["dist"].mean())))
+            if k == plot_k and s == 0:
+                plot_data = (X_kd, X_kd[: k // 2], X_cf, res)
+            tick(f"k={k}")
+    df_k = pd.DataFrame(rows)
+
+    # ---------------------------------------------------------------- 2. alpha sweep
+    rows = []
+    for s in range(seeds):
+        rng = np.random.default_rng([data_seed, sweep_k, s])
+        idx = rng.choice(len(pool), size=sweep_k, replace=False)
+        X_kd = pool[idx]
+        ev_kd = _students(env, X_kd, None, 1000 + s, student_kw)["kd"][1]
+        rows.append(dict(alpha_dist=np.nan, seed=s, method="kd", k=sweep_k, **ev_kd,
+                         cfe_flip_rate=np.nan, cfe_mean_dist=np.nan))
+        for a in alpha_sweep:
+            X_half = X_kd[: sweep_k // 2]
+            X_cf, info = cfe_search(teacher, X_half, alpha_dist=a, **cfe_kw)
+            st = train_mlp(np.vstack([X_half, X_cf]),
+                           predict_proba(teacher, np.vstack([X_half, X_cf])),
+                           seed=1000 + s, **student_kw)
+            rows.append(dict(alpha_dist=a, seed=s, method="cod", k=sweep_k, **env.evaluate(st),
+                             cfe_flip_rate=float(info["flipped"].mean()),
+                             cfe_mean_dist=float(info["dist"].mean()),
+                             cfe_fallback=float(info["fallback"].mean())))
+            tick(f"alpha={a}")
+    df_a = pd.DataFrame(rows)
+
+    # ---------------------------------------------------------------- 3. flawed teacher
+    rows = []
+    for rate in flip_rates:
+        t = get_teacher(rate)
+        env_r = env if rate == 0.0 else _Env(t, bbox, resolution, X_te, y_te, **env_kw)
+        t_acc = float(np.mean(env_r.t_pred_test == y_te))
+        tick(f"teacher flip={rate}")
+        for s in range(seeds):
+            rng = np.random.default_rng([data_seed, sweep_k, s])
+            X_kd, X_cod, X_cf, info = _train_sets(env_r, pool, sweep_k, rng, alpha_dist, cfe_kw)
+            res = _students(env_r, X_kd, X_cod, 1000 + s, student_kw)
+            for meth, (_, ev) in res.items():
+                rows.append(dict(flip_rate=rate, seed=s, method=meth, k=sweep_k,
+                                 teacher_acc=t_acc, **ev))
+            tick(f"flip={rate}")
+    df_f = pd.DataFrame(rows)
+    if bar is not None:
+        bar.close()
+
+    # ---------------------------------------------------------------- artefacts
+    params = dict(seeds=seeds, alpha_dist=alpha_dist, steps=steps, teacher=tuple(teacher_hidden),
+                  teacher_weight_decay=teacher_weight_decay,
+                  student=tuple(student_hidden), n_train=n_train, noise=noise,
+                  resolution=resolution, teacher_test_acc=round(teacher_acc, 4))
+    df_k.to_csv(out / "moons.csv", index=False)
+    md = _summary_md(df_k, "k", "Theorem 2 toy: two moons, KD vs CoD (k sweep)", params,
+                     metrics=("hausdorff", "hausdorff_support", "agree_test", "agree_grid"))
+    md += ("\nhausdorff: boundaries inside the data bounding box; hausdorff_support: only "
+           f"boundary points within {support_radius} of a teacher-training point (on the data "
+           "support). agree_test: argmax agreement on 5000 fresh moons points; agree_grid: "
+           "on a uniform 100x100 grid over the box.\n")
+    piv = df_k.pivot_table(index=["k", "seed"], columns="method", values="hausdorff")
+    wins = (piv["cod"] < piv["kd"]).groupby(level="k").mean()
+    md += "\nFraction of seeds where CoD's Hausdorff < KD's: " + ", ".join(
+        f"k={k}: {v:.2f}" for k, v in wins.items())
+    nb = df_k.groupby(["k", "method"])["no_boundary"].sum()
+    if nb.sum() > 0:
+        md += ("\n\nStudents with no boundary in the box (Hausdorff set to the box diagonal "
+               f"{env.diag:.3f}): " + ", ".join(f"{i}: {int(v)}" for i, v in nb.items() if v))
+    md += (f"\n\nCFE flip rate (teacher label changes): {df_k.cfe_flip_rate.mean():.3f}; "
+           f"mean ||x_cfe - x|| = {df_k.cfe_mean_dist.mean():.3f}\n")
+    (out / "moons.md").write_text(md)
+
+    df_a.to_csv(out / "moons_alpha.csv", index=False)
+    lines = ["# Two moons: CFE distance sweep (CoD at fixed k)", "",
+             f"k={sweep_k}, seeds={seeds}; KD baseline uses the same k originals. "
+             "Mean ± std over seeds.", "",
+             "| alpha_dist | Hausdorff | Hausdorff (support) | agree_test | agree_grid |"
+             " mean ||x_cfe-x|| | CFE flip rate |", "|---|---|---|---|---|---|---|"]
+    for a, sub in df_a.groupby(df_a.alpha_dist.fillna(-1.0)):
+        name = "KD (no CFEs)" if a < 0 else f"{a:g}"
+        lines.append(
+            f"| {name} | {_fmt(sub.hausdorff.mean(), sub.hausdorff.std())} |"
+            f" {_fmt(sub.hausdorff_support.mean(), sub.hausdorff_support.std())} |"
+            f" {_fmt(sub.agree_test.mean(), sub.agree_test.std())} |"
+            f" {_fmt(sub.agree_grid.mean(), sub.agree_grid.std())} |"
+            f" {'-' if a < 0 else f'{sub.cfe_mean_dist.mean():.3f}'} |"
+            f" {'-' if a < 0 else f'{sub.cfe_flip_rate.mean():.3f}'} |")
+    (out / "moons_alpha.md").write_text("\n".join(lines) + "\n")
+    kd_a = df_a[df_a.method == "kd"]
+    _plot_vs(out / "moons_alpha.png", df_a[df_a.method == "cod"], "alpha_dist",
+             "CFE distance past the boundary (alpha_dist)",
+             baseline={m: (kd_a[m].mean(), kd_a[m].std())
+                       for m in ("hausdorff", "hausdorff_support", "agree_test")})
+
+    df_f.to_csv(out / "moons_flawed.csv", index=False)
+    lines = ["# Two moons: flawed teachers (label-flip noise in teacher training)", "",
+             f"k={sweep_k}, alpha_dist={alpha_dist}, seeds={seeds}. Teacher accuracy and "
+             "student accuracy are vs the TRUE test labels; agreement is vs the (flawed) "
+             "teacher. Mean ± std over seeds.", "",
+             "| flip rate | teacher acc | agree KD | agree CoD | acc KD | acc CoD |"
+             " Hausdorff KD | Hausdorff CoD |", "|---|---|---|---|---|---|---|---|"]
+    for r, sub in df_f.groupby("flip_rate"):
+        kd, cd = sub[sub.method == "kd"], sub[sub.method == "cod"]
+        lines.append(
+            f"| {r:g} | {sub.teacher_acc.iloc[0]:.3f} |"
+            f" {_fmt(kd.agree_test.mean(), kd.agree_test.std())} |"
+            f" {_fmt(cd.agree_test.mean(), cd.agree_test.std())} |"
+            f" {_fmt(kd.acc_test.mean(), kd.acc_test.std())} |"
+            f" {_fmt(cd.acc_test.mean(), cd.acc_test.std())} |"
+            f" {_fmt(kd.hausdorff.mean(), kd.hausdorff.std())} |"
+            f" {_fmt(cd.hausdorff.mean(), cd.hausdorff.std())} |")
+    (out / "moons_flawed.md").write_text("\n".join(lines) + "\n")
+
+    if plot_data is not None:
+        X_kd, X_half, X_cf, res = plot_data
+        _plot_boundaries(out / "moons_boundaries.png", env, X_kd, X_half, X_cf, res, plot_k,
+                         bbox)
+    _plot_vs(out / "moons_hausdorff.png", df_k, "k", "k (budget)", logx2=True)
+    with open(out / "moons.md", "a") as fh:
+        fh.write(f"\nWall time: {time.time() - t0:.1f} s\n")
+    return {"moons": df_k, "alpha": df_a, "flawed": df_f}

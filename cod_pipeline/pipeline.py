@@ -1,0 +1,277 @@
+"""One task function per stage. The flow:
+
+config → data (fixed splits, k-shot draw) → teacher (cached) → CFEs (cached) → student
+→ metrics (result JSON) → report.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cod_pipeline import ConfigError
+from cod_pipeline.augment import check_budget, n_originals, original_rows
+from cod_pipeline.cache import config_hash, write_json
+from cod_pipeline.data import KShotSampler, load_splits
+from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
+from cod_pipeline.evaluation import metrics
+from cod_pipeline.losses import uniform_layer_map
+from cod_pipeline.models.backbone import check_source, predict
+from cod_pipeline.models.lightning import StudentModule
+from cod_pipeline.teacher import ensure_teacher
+from cod_pipeline.tracking import job_loggers, log_final
+from cod_pipeline.training import fit
+
+log = logging.getLogger(__name__)
+RESULT_SCHEMA = 1
+
+
+def run_hash(cfg: DictConfig) -> str:
+    """Identity of a job's result: the resolved config minus where things are written."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("paths", "logger", "hydra", "resume", "trainer", "compare", "threads"):
+        c.pop(k, None)
+    return config_hash(c)
+
+
+def prepare(cfg: DictConfig):
+    """Cheap checks and data, before any model is loaded."""
+    if not isinstance(cfg.k, int) or isinstance(cfg.k, bool):
+        raise ConfigError(f"k must be an integer, got {cfg.k!r}")
+    for spec in (cfg.model.teacher, cfg.model.student):
+        check_source(spec.get("path"), spec.get("tiny"))
+    splits = load_splits(cfg.dataset)
+    sampler = KShotSampler(splits.train["label"].to_numpy(), splits.num_classes, cfg.seed)
+    check_budget(cfg, sampler)
+    return splits, sampler
+
+
+def base_result(cfg: DictConfig, stage: str, splits) -> dict:
+    return {"schema": RESULT_SCHEMA, "run_hash": run_hash(cfg), "stage": stage, "dataset": cfg.dataset.name,
+            "model": cfg.model.name, "method": cfg.method.name, "augment": cfg.augment.name,
+            "alpha": float(cfg.method.alpha), "k": cfg.k, "seed": cfg.seed,
+            "primary_metric": cfg.dataset.primary_metric, "num_classes": splits.num_classes,
+            "label_names": splits.label_names,
+            "sizes": {"train_pool": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)}}
+
+
+def teacher_task(cfg: DictConfig) -> dict:
+    t0 = time.time()
+    check_source(cfg.model.teacher.get("path"), cfg.model.teacher.get("tiny"))
+    splits = load_splits(cfg.dataset)
+    data_s = time.time() - t0
+    teacher = ensure_teacher(cfg, splits)
+    result = base_result(cfg, "teacher", splits)
+    result.update({"teacher": {"test": teacher.test_metrics, "trained_now": teacher.trained_now, "id": teacher.id},
+                   "timings_s": {"data": data_s, "teacher": teacher.seconds},
+                   "config": OmegaConf.to_container(cfg, resolve=True)})
+    return result
+
+
+def student_task(cfg: DictConfig) -> dict:
+    timings = {}
+    t0 = time.time()
+    splits, sampler = prepare(cfg)
+    timings["data"] = time.time() - t0
+    teacher = ensure_teacher(cfg, splits)
+    timings["teacher"] = teacher.seconds
+
+    t0 = time.time()
+    rows, cfe_info = build_training_set(cfg, splits, sampler, teacher)
+    timings["cfe"] = time.time() - t0
+
+    with job_loggers(cfg) as loggers:
+        t0 = time.time()
+        student, info = train_student(cfg, splits, teacher, rows, loggers)
+        timings["student"] = time.time() - t0
+
+        t0 = time.time()
+        test_logits, _ = predict(student, splits.test["text"].tolist(), cfg.model.student_training.eval_batch_size,
+                                 progress="student: test")
+        student_metrics = metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(),
+                                  splits.num_classes, teacher_pred=teacher.test_probs.argmax(-1))
+        timings["evaluate"] = time.time() - t0
+        result = base_result(cfg, "student", splits)
+        result.update({
+            "teacher": {"test": teacher.test_metrics, "id": teacher.id, "trained_now": teacher.trained_now},
+            "student": {"test": student_metrics, **info, "train_size": len(rows)},
+            "cfe": cfe_info, "timings_s": timings, "config": OmegaConf.to_container(cfg, resolve=True),
+        })
+        log_final(loggers, cfg, result)
+    return result
+
+
+def build_training_set(cfg, splits, sampler, teacher) -> tuple[list[dict], dict | None]:
+    n = n_originals(cfg)
+    if not cfg.augment.paired:
+        return original_rows(splits, sampler.draw(n)), None
+    from cod_pipeline.counterfactuals.pairing import paired_rows
+
+    return paired_rows(cfg, splits, sampler, teacher)
+
+
+def student_val_rows(cfg, splits, teacher) -> list[dict]:
+    """Selection rows: a small labelled validation set, or teacher-labelled validation text."""
+    st = cfg.model.student_training
+    n = min(st.val_size, len(splits.validation))
+    df = splits.validation.iloc[:n]
+    t_pred = teacher.val_probs[:n].argmax(-1)
+    return [{"text": t, "label": int(y), "t_pred": int(p)} for t, y, p in zip(df["text"], df["label"], t_pred)]
+
+
+def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=None):
+    st, m = cfg.model.student_training, cfg.method
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    student = hydra.utils.instantiate(cfg.model.student, num_labels=splits.num_classes, cache_dir=cfg.paths.cache_dir)
+    layer_map = None
+    if m.beta > 0:
+        layer_map = [tuple(p) for p in m.layer_map] if m.get("layer_map") else uniform_layer_map(
+            student.num_layers, teacher.model.num_layers)
+    per_step = bool(m.get("teacher_forward_every_step", False))
+    if not per_step and (m.alpha > 0 or layer_map):
+        hidden_layers = [j for _, j in layer_map] if layer_map else None
+        t_logits, t_hidden = predict(teacher.model, [r["text"] for r in rows], st.eval_batch_size, hidden_layers)
+        for i, r in enumerate(rows):
+            r["t_logits"] = t_logits[i]
+            if t_hidden is not None:
+                r["t_hidden"] = t_hidden[i]
+    selection = st.selection
+    if selection not in ("val", "last", "agreement"):
+        raise ConfigError(f"model.student_training.selection must be val, last or agreement, not {selection!r}")
+    collate = Collate(student.tokenize, teacher.model.tokenize if per_step else None)
+    dm = FewShotDataModule(rows, student_val_rows(cfg, splits, teacher) if selection != "last" else [],
+                           collate, st.batch_size, st.eval_batch_size, cfg.seed)
+    steps = plan_steps(dm.steps_per_epoch(), st.epochs, st.min_steps, st.get("max_steps"))
+    module = StudentModule(student, alpha=m.alpha, temperature=m.temperature,
+                           beta=m.beta, layer_map=layer_map, teacher_width=teacher.model.width,
+                           teacher=teacher.model if per_step else None, lr=st.lr, weight_decay=st.weight_decay,
+                           warmup_ratio=st.warmup_ratio, total_steps=steps,
+                           val_target="teacher" if selection == "agreement" else "label")
+    log.info("student %s: %d training rows, %d steps, selection=%s", cfg.model.student.name, len(rows), steps, selection)
+    info = fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
+               workdir=cfg.paths.output_dir)
+    info["selection"] = selection
+    info["val_size"] = len(dm.val_rows)
+    return student, info
+
+
+def cfe_task(cfg: DictConfig) -> dict:
+    """Generate and cache the CFEs a CoD run at this k and seed needs, without training."""
+    from cod_pipeline.counterfactuals.pairing import generate_for_draw
+
+    t0 = time.time()
+    with open_dict(cfg):
+        cfg.augment.paired = True
+    splits, sampler = prepare(cfg)
+    teacher = ensure_teacher(cfg, splits)
+    _, quality = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
+    result = base_result(cfg, "cfe", splits)
+    result.update({"teacher": {"test": teacher.test_metrics, "id": teacher.id}, "cfe": quality,
+                   "timings_s": {"total": time.time() - t0, "teacher": teacher.seconds, "cfe": quality["seconds"]},
+                   "config": OmegaConf.to_container(cfg, resolve=True)})
+    return result
+
+
+def moons_task(cfg: DictConfig) -> dict:
+    """Theorem 2 on two moons: boundary Hausdorff distance, KD vs CoD students (no text, no teacher)."""
+    from cod_pipeline.mechanisms.moons import run_moons
+
+    frames = run_moons(cfg.paths.output_dir, **OmegaConf.to_container(cfg.mechanism.params, resolve=True))
+    return {"stage": "moons", "tables": {k: v.to_dict("records") for k, v in frames.items()}}
+
+
+def fisher_task(cfg: DictConfig) -> dict:
+    """Theorem 1: logistic teacher, estimation error and Fisher information, standard vs CoD."""
+    from cod_pipeline.mechanisms.fisher import run_fisher
+
+    df = run_fisher(cfg.paths.output_dir, **OmegaConf.to_container(cfg.mechanism.params, resolve=True))
+    return {"stage": "fisher", "table": df.to_dict("records")}
+
+
+def proximity_task(cfg: DictConfig) -> dict:
+    """Teacher margins on originals, search CFEs, cached LLM CFEs and same-size random edits."""
+    from cod_pipeline.counterfactuals.pairing import generate_for_draw
+    from cod_pipeline.counterfactuals.search import random_edits
+    from cod_pipeline.counterfactuals.store import CFEStore
+    from cod_pipeline.counterfactuals.textclean import edited_words
+    from cod_pipeline.mechanisms.proximity import margins, write_proximity
+
+    with open_dict(cfg):
+        cfg.augment.paired = True
+    splits, sampler = prepare(cfg)
+    teacher = ensure_teacher(cfg, splits)
+    pairs, _ = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
+    recs = [r for _, r in pairs]
+    originals = np.array([r["orig_probs"] for r in recs])
+    edits = [max(1, edited_words(r["original"], r["cfe"])) for r in recs]
+    rand = teacher.probs(random_edits([r["original"] for r in recs], edits, cfg.seed, cfg.dataset.task))
+    llm = [r for r in CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite").all(dataset=cfg.dataset.name,
+                                                                            teacher_id=teacher.id)
+           if r.get("generator") not in ("search",) and r.get("valid")]
+    groups = {"originals": margins(originals), "search CFEs": margins(np.array([r["cfe_probs"] for r in recs])),
+              "random edits (same size)": margins(rand),
+              "LLM CFEs (cache)": margins(np.array([r["cfe_probs"] for r in llm])) if llm else np.array([])}
+    table = write_proximity(groups, Path(cfg.paths.output_dir))
+    return {"stage": "proximity", "table": table.to_dict("records")}
+
+
+STAGES = {"teacher": teacher_task, "cfe": cfe_task, "student": student_task, "moons": moons_task,
+          "fisher": fisher_task, "proximity": proximity_task}
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def run_one(cfg: DictConfig) -> dict:
+    """One job: reuse its result if this exact config already finished, else run the stage."""
+    out_dir = Path(cfg.paths.output_dir)
+    done = Path(cfg.paths.cache_dir) / "results" / f"{run_hash(cfg)}.json"
+    if cfg.get("resume", True) and cfg.stage == "student" and done.exists():
+        log.info("skip: a result for this config exists (%s)", done)
+        result = json.loads(done.read_text())
+    else:
+        result = STAGES[cfg.stage](cfg)
+        if cfg.stage == "student":
+            write_json(done, result)
+    write_json(out_dir / "result.json", result)
+    return result
+
+
+def with_augment(cfg: DictConfig, augment: str, out_dir: Path) -> DictConfig:
+    path = CONF_DIR / "augment" / f"{augment}.yaml"
+    if not path.exists():
+        raise ConfigError(f"compare: no augment option {augment!r} (see conf/augment/)")
+    sub = cfg.copy()
+    with open_dict(sub):
+        sub.augment = OmegaConf.load(path)
+        sub.compare = []
+        sub.paths.output_dir = str(out_dir)
+    return sub
+
+
+def run(cfg: DictConfig) -> dict:
+    """Entry point for run.py: dispatch the stage, write result JSONs, print a summary."""
+    from cod_pipeline.summary import print_summary
+
+    if cfg.stage not in STAGES:
+        raise ConfigError(f"stage must be one of {', '.join(STAGES)}, not {cfg.stage!r}")
+    out_dir = Path(cfg.paths.output_dir)
+    compare = [a for a in (cfg.get("compare") or []) if a != cfg.augment.name] if cfg.stage == "student" else []
+    subs = {a: with_augment(cfg, a, out_dir / "compare" / a) for a in compare}  # bad names fail here, early
+    if subs:
+        prepare(next(iter(subs.values())))
+    result = run_one(cfg)
+    for name, sub in subs.items():
+        result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub)
+    if cfg.stage in ("moons", "fisher", "proximity"):
+        for md in sorted(out_dir.glob("*.md")):
+            print(f"\n## {md.name}\n{md.read_text()}")
+        print(f"written to {out_dir}")
+    else:
+        print_summary(result, out_dir / "result.json")
+    return result

@@ -1,0 +1,37 @@
+"""The small table a run prints when it ends."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_summary(result: dict, path) -> None:
+    table = Table(title=f"{result['dataset']} · {result['model']} · k={result['k']} · seed={result['seed']}")
+    for col in ("model", "accuracy", "macro-F1", "MCC", "agreement", "majority"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+
+    def row(name, m):
+        fmt = lambda key: f"{100 * m[key]:.1f}" if m.get(key) is not None else "–"  # noqa: E731
+        table.add_row(name, fmt("accuracy"), fmt("macro_f1"), fmt("mcc"), fmt("agreement"), fmt("majority"))
+
+    if result.get("cfe") and result["stage"] == "cfe":
+        q = result["cfe"]
+        console = Console()
+        console.print(f"CFEs ({q['generator']}): validity {q['validity']:.2f}, mean edit distance "
+                      f"{q['edit_distance_mean']}, edited words {q['edited_words_mean']}, teacher margin "
+                      f"original {q['margin_original_mean']:.2f} → CFE {q['margin_cfe_mean']}, LLM calls "
+                      f"{q['llm_calls']}, {q['seconds']:.1f} s; samples: {q['samples_file']}")
+    if result.get("teacher"):
+        row("teacher", result["teacher"]["test"])
+    for label, res in [("student " + _variant(result), result.get("student"))] + [
+            (f"student {v}", r.get("student")) for v, r in result.get("compare", {}).items()]:
+        if res:
+            row(label, res["test"])
+    console = Console()
+    console.print(table)
+    console.print(f"timings (s): {', '.join(f'{k}={v:.1f}' for k, v in result.get('timings_s', {}).items())}")
+    console.print(f"result: {path}")
+
+
+def _variant(result: dict) -> str:
+    return result["method"] + ("" if result["augment"] == "none" else "+" + result["augment"])

@@ -1,0 +1,119 @@
+"""The teacher artefact: trained once per (dataset, teacher model, teacher training config),
+saved with its predictions on validation and test, and reused by every student run."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cod_pipeline import ConfigError
+from cod_pipeline.cache import StageCache, config_hash, write_json
+from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
+from cod_pipeline.data.splits import Splits
+from cod_pipeline.evaluation import metrics
+from cod_pipeline.models.backbone import Classifier, predict
+from cod_pipeline.models.lightning import TeacherModule
+from cod_pipeline.training import fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Teacher:
+    model: Classifier
+    id: str  # identity for downstream caches (CFEs are keyed by it)
+    label_names: list[str]
+    val_probs: np.ndarray
+    test_probs: np.ndarray
+    test_metrics: dict
+    trained_now: bool
+    seconds: float
+    path: Path
+
+    def probs(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        logits, _ = predict(self.model, texts, batch_size)
+        return torch.softmax(logits, -1).numpy()
+
+
+def teacher_key(cfg: DictConfig) -> dict:
+    """Exactly what determines the teacher: data, teacher model and its training."""
+    return {"dataset": cfg.dataset, "teacher": cfg.model.teacher, "training": cfg.model.teacher_training,
+            "checkpoint": cfg.model.get("teacher_checkpoint")}
+
+
+def build_teacher_model(cfg: DictConfig, num_labels: int) -> Classifier:
+    return hydra.utils.instantiate(cfg.model.teacher, num_labels=num_labels, cache_dir=cfg.paths.cache_dir)
+
+
+def _rows(df, limit=None, seed=0):
+    if limit and len(df) > limit:
+        df = df.sample(n=limit, random_state=seed)
+    return [{"text": t, "label": int(y)} for t, y in zip(df["text"], df["label"])]
+
+
+def _check_labels(saved: list[str], splits: Splits, where) -> None:
+    if len(saved) != splits.num_classes:
+        raise ConfigError(f"teacher at {where} has {len(saved)} classes {saved}, but the dataset has "
+                          f"{splits.num_classes} {splits.label_names}")
+
+
+def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
+    """Load the cached teacher, or train it (selected on validation) and cache it."""
+    cache, key = StageCache(cfg.paths.cache_dir), teacher_key(cfg)
+    ckpt = cfg.model.get("teacher_checkpoint")
+    if ckpt:  # a user's fine-tuned teacher: check its head before any work
+        meta = json.loads((Path(ckpt) / "meta.json").read_text())
+        _check_labels(meta["label_names"], splits, ckpt)
+    path = Path(ckpt) if ckpt else cache.path("teacher", key)
+    t0 = time.time()
+    trained_now = False
+    if not (path / "DONE").exists():
+        with cache.writing("teacher", key) as tmp:
+            _train(cfg, splits, tmp)
+        trained_now = True
+    meta = json.loads((path / "meta.json").read_text())
+    _check_labels(meta["label_names"], splits, path)
+    model = build_teacher_model(cfg, len(meta["label_names"]))
+    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
+    model.eval()
+    probs = torch.load(path / "probs.pt")
+    if len(probs["test"]) != len(splits.test):
+        raise ConfigError(f"teacher at {path} was scored on another test split; delete it to retrain")
+    log.info("teacher %s (%s): test %s", meta["name"], "trained" if trained_now else "loaded from cache",
+             {k: round(v, 4) for k, v in meta["test"].items() if isinstance(v, float)})
+    return Teacher(model, config_hash(key), meta["label_names"], probs["val"].numpy(), probs["test"].numpy(),
+                   meta["test"], trained_now, time.time() - t0, path)
+
+
+def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
+    tc = cfg.model.teacher_training
+    torch.manual_seed(tc.seed)
+    model = build_teacher_model(cfg, splits.num_classes)
+    train_rows = _rows(splits.train, tc.train_cap, tc.seed)
+    val_rows = _rows(splits.validation, tc.val_cap, tc.seed)
+    dm = FewShotDataModule(train_rows, val_rows, Collate(model.tokenize), tc.batch_size, tc.eval_batch_size, tc.seed)
+    steps = plan_steps(dm.steps_per_epoch(), tc.epochs, tc.get("min_steps", 0), tc.get("max_steps"))
+    module = TeacherModule(model, lr=tc.lr, weight_decay=tc.weight_decay, warmup_ratio=tc.warmup_ratio,
+                           total_steps=steps)
+    log.info("training teacher %s: %d examples, %d steps", cfg.model.teacher.name, len(train_rows), steps)
+    from pytorch_lightning.loggers import CSVLogger
+
+    info = fit(module, dm, cfg.trainer, steps, tc.eval_every, CSVLogger(str(out), name="logs"), workdir=out)
+    val_logits, _ = predict(model, splits.validation["text"].tolist(), tc.eval_batch_size, progress="teacher: validation")
+    test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test")
+    test_pred = test_logits.argmax(-1).numpy()
+    meta = {"name": cfg.model.teacher.name, "label_names": splits.label_names, "training": info,
+            "test": metrics(splits.test["label"].to_numpy(), test_pred, splits.num_classes),
+            "validation": metrics(splits.validation["label"].to_numpy(), val_logits.argmax(-1).numpy(),
+                                  splits.num_classes),
+            "config": OmegaConf.to_container(cfg.model.teacher, resolve=True)}
+    torch.save(model.state_dict(), out / "model.pt")
+    torch.save({"val": torch.softmax(val_logits, -1), "test": torch.softmax(test_logits, -1)}, out / "probs.pt")
+    write_json(out / "meta.json", meta)
