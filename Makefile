@@ -78,10 +78,24 @@ table-qwen: install ## paper table, Qwen2.5 (hub + OPENAI_API_KEY; GPU/SLURM adv
 	$(REPORT) logs/table_qwen
 
 moons: install ## Theorem 2 on two moons: Hausdorff distance KD vs CoD, α sweep, flawed teacher (tables + PNGs)
-	$(RUN) +experiment=moons
+	$(RUN) experiment=moons
 
 fisher: install ## Theorem 1: logistic teacher, estimation error and Fisher information (tables + PNG)
-	$(RUN) +experiment=fisher
+	$(RUN) experiment=fisher
 
 proximity: install ## teacher margins on originals, search CFEs, LLM CFEs (cached), random edits
-	$(RUN) +experiment=proximity
+	$(RUN) experiment=proximity
+
+bench: bench-distill bench-cfe bench-e2e bench-sst2 ## every benchmark; figures in benchmarks/results/*.md
+
+bench-distill: install ## cached teacher outputs vs per-step teacher forward (k=64)
+	$(BIN)/python benchmarks/bench_distill.py
+
+bench-cfe: install-test ## OpenAI backend 1 vs 16 in flight (200 ms latency), cache rerun, search CFEs/s
+	$(BIN)/python benchmarks/bench_cfe.py
+
+bench-e2e: install ## wall time and peak RSS of the default job, cold and warm
+	$(BIN)/python benchmarks/bench_e2e.py
+
+bench-sst2: install ## KD vs KD+CoD on local SST-2 (../shared/data/sst2), k=8..64, 5 seeds
+	$(BIN)/python benchmarks/bench_sst2.py

@@ -152,7 +152,8 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
     module = StudentModule(student, alpha=m.alpha, temperature=m.temperature,
                            beta=m.beta, layer_map=layer_map, teacher_width=teacher.model.width,
                            teacher=teacher.model if per_step else None, lr=st.lr, weight_decay=st.weight_decay,
-                           warmup_ratio=st.warmup_ratio, total_steps=steps,
+                           warmup_ratio=st.warmup_ratio, total_steps=steps, head_lr=st.get("head_lr"),
+                           freeze_embeddings=st.get("freeze_embeddings", False),
                            val_target="teacher" if selection == "agreement" else "label")
     log.info("student %s: %d training rows, %d steps, selection=%s", cfg.model.student.name, len(rows), steps, selection)
     info = fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,

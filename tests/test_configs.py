@@ -12,8 +12,7 @@ OPTIONS = [(g.name, f.stem) for g in GROUPS for f in sorted(g.glob("*.yaml"))]
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(tmp_path, group, option):
-    key = f"+{group}" if group in ("experiment",) else group
-    cfg = make_cfg(tmp_path, [f"{key}={option}"])
+    cfg = make_cfg(tmp_path, [f"{group}={option}"])
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["k"] > 0 and resolved["dataset"]["name"]
 

@@ -58,20 +58,44 @@ def _feedback(cand: str | None, probs, label_names, reason: str) -> str:
     return f'Your previous attempt "{cand}" was rejected ({reason}). Make a different minimal edit.'
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class CFEGeneration:
     """Generates (or reuses) CFEs for originals of one dataset with one teacher and generator."""
 
     def __init__(self, store: CFEStore, generator: Generator, gate: Gate, dataset: str, teacher_id: str,
-                 scorer, label_names: list[str], max_attempts: int = 3, target: str | None = None):
+                 scorer, label_names: list[str], max_attempts: int = 3, target: str | None = None,
+                 chunk_size: int = 16, claim_ttl_s: float = 600.0):
         self.store, self.gen, self.gate, self.dataset = store, generator, gate, dataset
         self.teacher_id, self.scorer, self.label_names = teacher_id, scorer, label_names
-        self.max_attempts, self.target = max_attempts, target
+        self.max_attempts, self.target, self.chunk_size = max_attempts, target, chunk_size
+        self.claim_ttl_s = claim_ttl_s
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stats = Counter()
 
     def key(self, sample_id: str) -> CFEKey:
         return CFEKey(self.dataset, sample_id, self.gen.name, self.gen.llm_model, self.gen.prompt_version,
                       self.teacher_id)
+
+    def _drop_dead_claims(self, keys: list[CFEKey]) -> None:
+        """A claim whose owner process on this host is gone (e.g. ``kill -9``) is released at once
+        instead of after its time-to-live."""
+        host = socket.gethostname()
+        for key in keys:
+            owner = self.store.claim_owner(key)
+            if not owner or owner == self.owner:
+                continue
+            parts = owner.rsplit("-", 2)  # host-pid-nonce
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+                self.store.release(key, owner)
 
     def _target(self, probs) -> int | None:
         if self.target == "runner_up" and len(probs) > 2:
@@ -87,18 +111,26 @@ class CFEGeneration:
         text_of = dict(zip(ids, texts))
         while len(out) < len(ids):
             todo = [i for i in ids if i not in out]
-            mine = set(self.store.claim_many([keys[i] for i in todo], self.owner))
-            mine_ids = [i for i in todo if keys[i] in mine]
-            try:
-                if mine_ids:
-                    for i, rec in zip(mine_ids, self._generate(mine_ids, [text_of[i] for i in mine_ids])):
-                        self.store.put(keys[i], rec)
-                        out[i] = rec
-            finally:
-                self.store.release_many(list(mine), self.owner)
-            others = [keys[i] for i in todo if keys[i] not in mine]
-            if others:  # another job is paying for these: wait for its records
-                got = self.store.wait_for(others, timeout_s=600)
+            self._drop_dead_claims([keys[i] for i in todo])
+            progressed = False
+            for s in range(0, len(todo), self.chunk_size):  # claim and store chunk by chunk: a kill loses one chunk
+                chunk = [i for i in todo[s:s + self.chunk_size] if i not in out]
+                mine = set(self.store.claim_many([keys[i] for i in chunk], self.owner, self.claim_ttl_s))
+                mine_ids = [i for i in chunk if keys[i] in mine]
+                try:
+                    if mine_ids:
+                        for i, rec in zip(mine_ids, self._generate(mine_ids, [text_of[i] for i in mine_ids])):
+                            self.store.put(keys[i], rec)
+                            out[i] = rec
+                        progressed = True
+                finally:
+                    self.store.release_many(list(mine), self.owner)
+            others = [keys[i] for i in todo if i not in out]
+            found = self.store.get_many(others)  # stored meanwhile by another job
+            out.update({i: found[keys[i]] for i in todo if keys[i] in found})
+            others = [k for k in others if k not in found]
+            if others and not progressed:  # another live job is paying for these: wait for its records
+                got = self.store.wait_for(others, timeout_s=self.claim_ttl_s)
                 out.update({i: got[keys[i]] for i in todo if keys[i] in got})
         return out
 
@@ -128,6 +160,8 @@ class CFEGeneration:
                 r["attempts"] += 1
                 r["calls"] += c.calls
                 r["retries"] += c.retries
+                self.stats["llm_calls"] += c.calls
+                self.stats["llm_retries"] += c.retries
                 if c.text:
                     r["candidate"], r["cand_probs"] = c.text, probs.tolist()
                 if c.extra.get("edits") is not None:

