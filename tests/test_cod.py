@@ -13,7 +13,7 @@ import pytest
 from cod_pipeline import ConfigError
 from cod_pipeline.counterfactuals.store import CFEStore
 from cod_pipeline.pipeline import run
-from tests.conftest import NEGATIVE, POSITIVE, ROOT, write_sentiment_tsv
+from tests.conftest import NEGATIVE, POSITIVE, ROOT, SENTIMENT_TEACHER, write_sentiment_tsv
 from tests.openai_server import FakeOpenAIServer, extract_target_sentence
 
 SWAP = {**dict(zip(POSITIVE, NEGATIVE)), **dict(zip(NEGATIVE, POSITIVE))}
@@ -82,9 +82,7 @@ def test_default_compare_trains_both_variants(sentiment_cfg):
 def cfe_cli(tmp_path, data, srv, k, *extra):
     args = [sys.executable, "run.py", "stage=cfe", f"k={k}", "model=tiny", "logger=none", "dataset=local",
             f"dataset.source.path={data}", "dataset.label_names=[negative,positive]", "dataset.val_size=100",
-            "dataset.test_size=200", "model.teacher_training.epochs=6", "model.teacher_training.train_cap=400",
-            "model.teacher_training.eval_every=20", "model.teacher_training.lr=3e-3",
-            "model.teacher.tiny.hidden_size=64", "trainer.enable_progress_bar=false", f"paths.root_dir={tmp_path}",
+            "dataset.test_size=200", *SENTIMENT_TEACHER, "trainer.enable_progress_bar=false", f"paths.root_dir={tmp_path}",
             *openai_overrides(srv, "cfe.llm.max_in_flight=1", "cfe.chunk_size=2"), *extra]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -114,3 +112,14 @@ def test_kill_resume_and_two_processes_share_the_cache(tmp_path):
         assert len(ids) == len(set(ids))  # each original paid once
         new_calls = srv.requests - calls_at_kill
         assert new_calls <= 2 * (len(store) - stored) + 4  # no CFE stored before the kill was paid again
+
+
+def test_hybrid_repairs_llm_proposals_with_the_search(sentiment_cfg):
+    def lazy_llm(prompt_text, request_json):  # edits a neutral word: never flips the teacher
+        return extract_target_sentence(prompt_text).replace("the ", "a ", 1)
+
+    with FakeOpenAIServer(responder=lazy_llm) as srv:
+        cfg = sentiment_cfg("stage=cfe", "k=8", "cfe=hybrid", "cfe.gguf=null", "cfe.max_attempts=1",
+                            *openai_overrides(srv)[1:])
+        q = run(cfg)["cfe"]
+    assert q["generator"] == "hybrid" and q["n_valid"] == 4 and q["llm_calls"] >= 4

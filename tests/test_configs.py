@@ -29,3 +29,31 @@ def test_paper_pairs_follow_official_defaults(tmp_path):
         st = make_cfg(tmp_path, [f"model={model}"]).model.student_training
         assert (st.lr, st.batch_size, st.epochs) == (6e-5, 8, 100)
     assert make_cfg(tmp_path, ["method=lwd"]).method.beta == 20.0
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local_parallel", "slurm"])
+def test_launchers_compose(launcher):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config", [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    target = cfg.hydra.launcher._target_
+    assert {"basic": "BasicLauncher", "local_parallel": "JoblibLauncher", "slurm": "SlurmLauncher"}[launcher] in target
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 1 and "timeout_min" in cfg.hydra.launcher
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (Path(CONF).parent / "multirun_sweeps").glob("*.yaml")))
+def test_sweep_files_compose(sweep):
+    """Each table's sweep file composes as `run.py -m --config-dir multirun_sweeps --config-name X` sees it."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    proc = subprocess.run([sys.executable, "run.py", "--config-dir", "multirun_sweeps", "--config-name", sweep,
+                           "--cfg", "hydra", "--package", "hydra.sweeper"], cwd=Path(CONF).parent,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    params = yaml.safe_load(proc.stdout)["params"]
+    assert {"k", "seed"} <= set(params)

@@ -169,9 +169,9 @@ def test_cfe_search_linear_model():
 
 
 def test_cfe_search_trained_teacher():
-    from sklearn.datasets import make_moons
+    from cod_pipeline.mechanisms.moons import make_moons
 
-    X, y = make_moons(400, noise=0.1, random_state=0)
+    X, y = make_moons(400, noise=0.1, seed=0)
     teacher = train_mlp(X, y, hidden=(16, 16), steps=200, seed=0)
     Xq = X[:60]
     Xb, info = cfe_search(teacher, Xq, alpha_dist=0.0)

@@ -78,7 +78,7 @@ def test_label_set_must_match_teacher_head(tiny_cfg, tmp_path):
 
 
 def run_cli(*args, env_extra=None):
-    env = {**os.environ, "COD_CACHE": "/nonexistent-should-not-be-written", **(env_extra or {})}
+    env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, env=env,
                           timeout=120)
 
@@ -92,10 +92,11 @@ def run_cli(*args, env_extra=None):
     (["model=deberta_v3", "stage=teacher"], "needs the Hugging Face hub"),
 ])
 def test_cli_bad_input_one_clear_line(args, needle, tmp_path):
+    never = tmp_path / "cache-never-written"
     proc = run_cli(*args, "model=tiny" if not any(a.startswith("model=") for a in args) else "logger=none",
-                   f"paths.root_dir={tmp_path}", env_extra={"HF_HUB_OFFLINE": "1"})
+                   f"paths.root_dir={tmp_path}", env_extra={"HF_HUB_OFFLINE": "1", "COD_CACHE": str(never)})
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert any(needle in line for line in lines), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert not os.path.exists("/nonexistent-should-not-be-written")
+    assert not never.exists()  # no heavy work started: nothing cached

@@ -19,7 +19,8 @@ def hydra_run(*args, env=None, timeout=300):
 
 def test_multirun_report_and_resume(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "model=tiny", "logger=none", "trainer.enable_progress_bar=false", "k=4,8", "method=kd,finetune",
+    args = ["-m", "model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "k=4,8",
+            "method=kd,finetune",
             f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}"]
     first = hydra_run(*args)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -22,6 +22,8 @@ Label models (``labels``):
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import time
 from pathlib import Path
@@ -335,7 +337,10 @@ def run_fisher(
     One row per (d, k, seed, method) with columns ``err``, ``cos``, ``fisher_trace``,
     ``fisher_min_eig``, ``mean_pq``. Each seed draws a fresh teacher direction.
     """
-    from threadpoolctl import threadpool_limits
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only pins BLAS to one thread
+        threadpool_limits = None
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +356,7 @@ def run_fisher(
         it = jobs
     t0 = time.time()
     rows = []
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext():
         for d, k, s in it:
             rows += _one_trial(
                 d, k, s, margin, w_norm, bias, ridge, labels, logit_noise, fit_intercept

@@ -244,11 +244,19 @@ def cfe_search(
 
 
 # --------------------------------------------------------------------------- experiment
-def _make_moons(n: int, noise: float, seed: int):
-    from sklearn.datasets import make_moons
+def make_moons(n: int, noise: float, seed: int):
+    """Two interleaving half circles with Gaussian noise (the classic two-moons layout)."""
+    rng = np.random.default_rng(seed)
+    n0 = n // 2
+    t0, t1 = np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n - n0)
+    X = np.concatenate([np.c_[np.cos(t0), np.sin(t0)], np.c_[1 - np.cos(t1), 0.5 - np.sin(t1)]])
+    y = np.r_[np.zeros(n0, np.int64), np.ones(n - n0, np.int64)]
+    X = X + rng.normal(scale=noise, size=X.shape)
+    perm = rng.permutation(n)
+    return X[perm].astype(np.float64), y[perm]
 
-    X, y = make_moons(n_samples=n, noise=noise, random_state=seed)
-    return X.astype(np.float64), y.astype(np.int64)
+
+_make_moons = make_moons
 
 
 def _fmt(mean: float, std: float, digits: int = 3) -> str:

@@ -26,12 +26,14 @@ class ClassifierModule(pl.LightningModule):
         self._val_hits: list[torch.Tensor] = []
 
     def configure_optimizers(self):
-        groups = []
+        groups: dict[tuple[float, float], list] = {}  # few groups: AdamW's foreach kernels work per group
         for n, p in self.named_parameters():
             if p.requires_grad:
-                lr = self.lr if n.startswith("model.backbone.") else self.head_lr
-                groups.append({"params": [p], "lr": lr, "weight_decay": self.weight_decay if p.ndim > 1 else 0.0})
-        opt = torch.optim.AdamW(groups, lr=self.lr)
+                key = (self.lr if n.startswith("model.backbone.") else self.head_lr,
+                       self.weight_decay if p.ndim > 1 else 0.0)
+                groups.setdefault(key, []).append(p)
+        opt = torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
+                                lr=self.lr)
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * self.total_steps), self.total_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
