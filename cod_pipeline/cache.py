@@ -57,6 +57,18 @@ class StageCache:
             raise
 
 
+def source_fingerprint(dataset) -> dict:
+    """Size and mtime of a local dataset's files, so an edited file does not reuse stale artefacts."""
+    src = dataset.get("source") or {}
+    out = {}
+    for key in ("path", "test_path"):
+        p = src.get(key)
+        if p and os.path.exists(os.path.expanduser(str(p))):
+            st = os.stat(os.path.expanduser(str(p)))
+            out[key] = [st.st_size, int(st.st_mtime)]
+    return out
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -15,7 +15,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 def uniform_layer_map(num_student: int, num_teacher: int) -> list[tuple[int, int]]:
     """Student layer i (1-based hidden-state index) -> teacher layer round(i·n/m)."""
-    return [(i, round(i * num_teacher / num_student)) for i in range(1, num_student + 1)]
+    return [(i, max(1, round(i * num_teacher / num_student))) for i in range(1, num_student + 1)]
 
 
 class LayerProjections(nn.Module):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cod_pipeline import ConfigError
 from cod_pipeline.augment import check_budget, n_originals, original_rows
-from cod_pipeline.cache import config_hash, write_json
+from cod_pipeline.cache import config_hash, source_fingerprint, write_json
 from cod_pipeline.data import KShotSampler, load_splits
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.evaluation import metrics
@@ -35,8 +35,12 @@ RESULT_SCHEMA = 1
 def run_hash(cfg: DictConfig) -> str:
     """Identity of a job's result: the resolved config minus where things are written."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("paths", "logger", "hydra", "resume", "trainer", "compare", "threads"):
+    for k in ("paths", "logger", "hydra", "resume", "trainer", "compare", "threads", "task_name"):
         c.pop(k, None)
+    if not cfg.augment.get("paired"):
+        c.pop("cfe", None)
+    c["precision"] = str(cfg.trainer.get("precision"))
+    c["data_files"] = source_fingerprint(cfg.dataset)
     return config_hash(c)
 
 
@@ -44,6 +48,8 @@ def prepare(cfg: DictConfig):
     """Cheap checks and data, before any model is loaded."""
     if not isinstance(cfg.k, int) or isinstance(cfg.k, bool):
         raise ConfigError(f"k must be an integer, got {cfg.k!r}")
+    if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer={cfg.trainer.accelerator} but no CUDA device is visible (use trainer=cpu)")
     for spec in (cfg.model.teacher, cfg.model.student):
         check_source(spec.get("path"), spec.get("tiny"))
     splits = load_splits(cfg.dataset)
@@ -120,8 +126,9 @@ def student_val_rows(cfg, splits, teacher) -> list[dict]:
     """Selection rows: a small labelled validation set, or teacher-labelled validation text."""
     st = cfg.model.student_training
     n = min(st.val_size, len(splits.validation))
-    df = splits.validation.iloc[:n]
-    t_pred = teacher.val_probs[:n].argmax(-1)
+    pos = np.random.default_rng(0).permutation(len(splits.validation))[:n]  # fixed: never the run seed
+    df = splits.validation.iloc[pos]
+    t_pred = teacher.val_probs[pos].argmax(-1)
     return [{"text": t, "label": int(y), "t_pred": int(p)} for t, y, p in zip(df["text"], df["label"], t_pred)]
 
 

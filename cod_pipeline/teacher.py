@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
-from cod_pipeline.cache import StageCache, config_hash, write_json
+from cod_pipeline.cache import StageCache, config_hash, source_fingerprint, write_json
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
@@ -45,7 +45,7 @@ class Teacher:
 def teacher_key(cfg: DictConfig) -> dict:
     """Exactly what determines the teacher: data, teacher model and its training."""
     return {"dataset": cfg.dataset, "teacher": cfg.model.teacher, "training": cfg.model.teacher_training,
-            "checkpoint": cfg.model.get("teacher_checkpoint")}
+            "checkpoint": cfg.model.get("teacher_checkpoint"), "data_files": source_fingerprint(cfg.dataset)}
 
 
 def build_teacher_model(cfg: DictConfig, num_labels: int) -> Classifier:
@@ -68,13 +68,16 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     """Load the cached teacher, or train it (selected on validation) and cache it."""
     cache, key = StageCache(cfg.paths.cache_dir), teacher_key(cfg)
     ckpt = cfg.model.get("teacher_checkpoint")
-    if ckpt:  # a user's fine-tuned teacher: check its head before any work
+    if ckpt:  # a user's fine-tuned teacher: check it is complete and its head fits, before any work
+        missing = [f for f in ("meta.json", "model.pt", "probs.pt") if not (Path(ckpt) / f).exists()]
+        if missing:
+            raise ConfigError(f"model.teacher_checkpoint={ckpt} lacks {', '.join(missing)} (a folder saved by stage=teacher)")
         meta = json.loads((Path(ckpt) / "meta.json").read_text())
         _check_labels(meta["label_names"], splits, ckpt)
     path = Path(ckpt) if ckpt else cache.path("teacher", key)
     t0 = time.time()
     trained_now = False
-    if not (path / "DONE").exists():
+    if not ckpt and not (path / "DONE").exists():
         with cache.writing("teacher", key) as tmp:
             _train(cfg, splits, tmp)
         trained_now = True
@@ -84,7 +87,7 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     model.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
     model.eval()
     probs = torch.load(path / "probs.pt")
-    if len(probs["test"]) != len(splits.test):
+    if len(probs["test"]) != len(splits.test) or len(probs["val"]) != len(splits.validation):
         raise ConfigError(f"teacher at {path} was scored on another test split; delete it to retrain")
     log.info("teacher %s (%s): test %s", meta["name"], "trained" if trained_now else "loaded from cache",
              {k: round(v, 4) for k, v in meta["test"].items() if isinstance(v, float)})

@@ -26,7 +26,8 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_
         ckpt = ModelCheckpoint(dirpath=ckdir, monitor="val/score" if select_on_val else None, mode="max",
                                save_top_k=1, save_weights_only=True, save_last=False)
         trainer: pl.Trainer = hydra.utils.instantiate(
-            trainer_cfg, max_steps=steps, max_epochs=-1, callbacks=[ckpt], logger=loggers or False,
+            trainer_cfg, max_steps=steps, max_epochs=-1, callbacks=[ckpt] if select_on_val else [],
+            enable_checkpointing=select_on_val, logger=loggers or False,
             val_check_interval=min(eval_every, steps) if select_on_val else None,
             check_val_every_n_epoch=None if select_on_val else 1,
             limit_val_batches=None if select_on_val else 0, num_sanity_val_steps=0,

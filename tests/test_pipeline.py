@@ -90,6 +90,7 @@ def run_cli(*args, env_extra=None):
     (["dataset=local", "dataset.source.path=/no/such/file.tsv"], "not found"),
     (["dataset=imdb"], "needs the Hugging Face hub"),
     (["model=deberta_v3", "stage=teacher"], "needs the Hugging Face hub"),
+    (["trainer=gpu"], "no CUDA device"),
 ])
 def test_cli_bad_input_one_clear_line(args, needle, tmp_path):
     never = tmp_path / "cache-never-written"

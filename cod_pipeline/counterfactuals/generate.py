@@ -164,6 +164,7 @@ class CFEGeneration:
                 self.stats["llm_retries"] += c.retries
                 if c.text:
                     r["candidate"], r["cand_probs"] = c.text, probs.tolist()
+                    r.setdefault("first_candidate", c.text)  # the unvalidated ablation uses the first proposal
                 if c.extra.get("edits") is not None:
                     r["edits"] = c.extra["edits"]
                 reason = c.rejection or self.gate.reason(r["original"], c.text, probs, r["label"], r["target"],

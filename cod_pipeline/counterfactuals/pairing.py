@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
+from cod_pipeline.cache import config_hash
 from cod_pipeline.counterfactuals.generate import CFEGeneration, Gate
 from cod_pipeline.counterfactuals.generators import build_generator
 from cod_pipeline.counterfactuals.quality import summarize, write_samples
@@ -23,8 +24,22 @@ from cod_pipeline.counterfactuals.store import CFEStore
 log = logging.getLogger(__name__)
 
 
+OPERATIONAL = ("max_in_flight", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env",
+               "base_url", "chunk_size", "max_tries_per_class")
+
+
+def cfe_identity(cfe: DictConfig) -> str:
+    """Hash of every cfe setting that changes which CFEs come out (not how fast they come)."""
+    c = OmegaConf.to_container(cfe, resolve=True)
+    for sub in (c, c.get("llm") or {}):
+        for k in OPERATIONAL:
+            sub.pop(k, None)
+    return config_hash(c, 8)
+
+
 def make_generation(cfg: DictConfig, splits, teacher) -> CFEGeneration:
     gen = build_generator(cfg.cfe, cfg.dataset.task)
+    gen.prompt_version = f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
     getattr(gen, "check", lambda: None)()
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
     return CFEGeneration(store, gen, Gate(cfg.cfe.max_edit_distance), cfg.dataset.name, teacher.id,
@@ -93,14 +108,27 @@ def paired_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], 
 
 
 def _unvalidated(cfg, splits, sampler, teacher, n_pairs):
+    """The generator's first proposal, whatever the teacher says of it; originals with no
+    proposal at all are replaced by the next draw of their class."""
     if splits.num_classes != 2:
         raise ConfigError("augment=cod_unvalidated labels CFEs 1 − gold, which needs a binary task")
     generation = make_generation(cfg, splits, teacher)
-    idx = list(sampler.draw(n_pairs))
+    per_class, chosen = n_pairs // splits.num_classes, []
     with generation.gen.session():
-        recs = generation.records([splits.train.iloc[i]["id"] for i in idx], [splits.train.iloc[i]["text"] for i in idx])
-    pairs = [(i, recs[splits.train.iloc[i]["id"]]) for i in idx]
-    missing = [p for p in pairs if not p[1].get("candidate")]
-    if missing:
-        raise ConfigError(f"{len(missing)} originals got no proposal at all from cfe={cfg.cfe.name}")
+        for order in sampler.per_class:
+            got, limit = [], cfg.cfe.get("max_tries_per_class") or 4 * per_class + 8
+            for pos in range(0, min(len(order), limit), per_class):
+                batch = list(order[pos:pos + per_class])
+                ids = [splits.train.iloc[b]["id"] for b in batch]
+                recs = generation.records(ids, [splits.train.iloc[b]["text"] for b in batch])
+                got += [(b, recs[i]) for b, i in zip(batch, ids) if recs[i].get("first_candidate")]
+                if len(got) >= per_class:
+                    break
+            if len(got) < per_class:
+                raise ConfigError(f"only {len(got)} of {per_class} originals of a class got any proposal from "
+                                  f"cfe={cfg.cfe.name}")
+            chosen.append(got[:per_class])
+    pairs = [p for group in zip(*chosen) for p in group]
+    for _, rec in pairs:
+        rec["candidate"] = rec["first_candidate"]
     return pairs, summarize([r for _, r in pairs])

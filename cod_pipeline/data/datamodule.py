@@ -46,6 +46,9 @@ class GroupBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()
         self.epoch += 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # DDP: each rank its share
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            batches = batches[rank::world]
         return iter(batches)
 
     def __len__(self) -> int:

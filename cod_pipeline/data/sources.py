@@ -117,12 +117,12 @@ def require_hub(what: str) -> None:
 
 def hub(path: str, name: str | None = None, text_column: str = "text", label_column: str = "label",
         test_split: str = "test", max_chars: int | None = None, label_map: dict | None = None,
-        drop_labels: list | None = None, train_split: str = "train") -> pd.DataFrame:
+        drop_labels: list | None = None, train_split: str = "train", revision: str | None = None) -> pd.DataFrame:
     """A hub dataset with the paper's preprocessing (length cap, label mapping)."""
     require_hub(f"dataset '{path}{'/' + name if name else ''}'")
     import datasets
 
-    dd = datasets.load_dataset(path, name)
+    dd = datasets.load_dataset(path, name, revision=revision)
     frames = []
     for split, hub_split in (("train", train_split), ("test", test_split)):
         df = dd[hub_split].to_pandas()

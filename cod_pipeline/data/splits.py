@@ -56,7 +56,7 @@ def make_splits(df: pd.DataFrame, label_names: list[str] | None, val_size: int, 
     df["text"] = df["text"].astype(str).str.strip()
     df = df[df["text"].str.len() > 0].drop_duplicates("text")
     df["id"] = df["text"].map(text_id)
-    values = sorted(df["label"].unique().tolist(), key=str)
+    values = sorted(df["label"].unique().tolist(), key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0, str(v)))
     if label_names is None:
         label_names = [str(v) for v in values]
     if len(label_names) < 2:

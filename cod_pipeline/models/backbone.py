@@ -202,13 +202,16 @@ def predict(model: Classifier, texts: list[str], batch_size: int = 64, hidden_la
 
     was_training = model.training
     model.eval()
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    model.to(device)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     logits, hiddens = [None] * len(texts), [None] * len(texts)
     batches = range(0, len(order), batch_size)
     for s in tqdm(batches, desc=progress, disable=progress is None or len(batches) < 3, leave=False):
         idx = order[s:s + batch_size]
-        enc = model.tokenize([texts[i] for i in idx])
+        enc = {k: v.to(device) for k, v in model.tokenize([texts[i] for i in idx]).items()}
         lg, hs = model(enc["input_ids"], enc["attention_mask"], hidden=hidden_layers is not None)
+        lg, hs = lg.cpu(), [h.cpu() for h in hs] if hs is not None else None
         for j, i in enumerate(idx):
             logits[i] = lg[j]
             if hidden_layers is not None:

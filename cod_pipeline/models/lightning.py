@@ -71,6 +71,14 @@ class StudentModule(ClassifierModule):
         # not a registered submodule: frozen, not optimised, not checkpointed
         object.__setattr__(self, "teacher", teacher)
 
+    def on_fit_start(self):
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+
+    def on_fit_end(self):
+        if self.teacher is not None:
+            self.teacher.to("cpu")
+
     def teacher_outputs(self, batch):
         if self.teacher is None:
             return batch.get("t_logits"), batch.get("t_hidden")
