@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, md_table, write
+from common import compose, md_table, write
 
 
 def main():
@@ -19,9 +19,6 @@ def main():
     ap.add_argument("--search-n", type=int, default=32)
     args = ap.parse_args()
 
-    from hydra import compose, initialize_config_dir
-    from omegaconf import open_dict
-
     from cod_pipeline.counterfactuals.generate import CFEGeneration, Gate
     from cod_pipeline.counterfactuals.generators import OpenAIGenerator, SearchGenerator
     from cod_pipeline.counterfactuals.quality import summarize
@@ -30,10 +27,7 @@ def main():
     from cod_pipeline.teacher import ensure_teacher
     from tests.openai_server import FakeOpenAIServer
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", ["logger=none"])
-    with open_dict(cfg):
-        cfg.paths.root_dir, cfg.paths.cache_dir = str(ROOT), str(ROOT / ".cache")
+    cfg = compose(["logger=none"], "bench_cfe")
     splits = load_splits(cfg.dataset)
     teacher = ensure_teacher(cfg, splits)
     df = splits.train.iloc[: max(args.n, args.search_n)]

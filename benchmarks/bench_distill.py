@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import ROOT, md_table, write
+from common import compose, md_table, write
 
 
 def main():
@@ -17,7 +17,6 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
     from cod_pipeline.augment import original_rows
@@ -26,14 +25,9 @@ def main():
     from cod_pipeline.pipeline import prepare, train_student
     from cod_pipeline.teacher import ensure_teacher
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", [f"k={args.k}", f"seed={args.seed}", "logger=none", "compare=[]",
-                                 f"model.student_training.min_steps={args.steps}",
-                                 f"model.student_training.max_steps={args.steps}"])
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(ROOT)
-        cfg.paths.cache_dir = str(ROOT / ".cache")
-        cfg.paths.output_dir = str(ROOT / "logs" / "bench_distill")
+    cfg = compose([f"k={args.k}", f"seed={args.seed}", "logger=none", "compare=[]",
+                   f"model.student_training.min_steps={args.steps}", f"model.student_training.max_steps={args.steps}"],
+                  "bench_distill")
     splits, sampler = prepare(cfg)
     teacher = ensure_teacher(cfg, splits)
     rows_base = original_rows(splits, sampler.draw(args.k))
