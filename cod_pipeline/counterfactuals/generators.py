@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -163,9 +164,11 @@ class LocalLLMGenerator(OpenAIGenerator):
             port = s.getsockname()[1]
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path(), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(self.n_ctx)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log_file = tempfile.NamedTemporaryFile("w+b", prefix="llama-server-", suffix=".log", delete=False)
+        # a file, not a pipe: llama.cpp logs a lot, and an unread pipe would block the server
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         try:
-            _wait_port(port, proc, self.startup_timeout_s)
+            _wait_port(port, proc, self.startup_timeout_s, log_file.name)
             self.llm_cfg.base_url = f"http://127.0.0.1:{port}/v1"
             self._proposer = None
             yield self
@@ -175,14 +178,15 @@ class LocalLLMGenerator(OpenAIGenerator):
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            log_file.close()
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float, log_path: str) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace").strip().splitlines()[-1:] if proc.stderr else []
-            raise ConfigError(f"local LLM server exited: {' '.join(err)}")
+            err = open(log_path, errors="replace").read().strip().splitlines()[-1:]
+            raise ConfigError(f"local LLM server exited: {' '.join(err)} (log: {log_path})")
         with contextlib.suppress(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
