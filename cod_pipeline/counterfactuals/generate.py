@@ -182,13 +182,22 @@ class CFEGeneration:
         self.stats["generated"] += len(recs)
         return recs
 
-    def pairs(self, pool, order_by_class: list[list[int]], n_per_class: int,
-              max_tries: int | None = None) -> tuple[list[tuple[int, dict]], list[dict]]:
-        """Originals (pool row positions) with a valid CFE, n_per_class per class, walking each
-        class's draw order (at most ``max_tries`` originals per class); returns the pairs and
-        the originals that failed."""
+    def valid_cfe(self, rec: dict, seen: set[str]) -> bool:
+        """Valid when generated, and still valid under the current gate (no duplicate CFEs)."""
+        ok = bool(rec.get("valid")) and self.gate.reason(rec["original"], rec["cfe"], rec["cfe_probs"], rec["label"],
+                                                         rec.get("target"), self.gen.examples, seen) is None
+        if ok:
+            seen.add(rec["cfe"].strip().lower())
+        return ok
+
+    def pairs(self, pool, order_by_class: list[list[int]], n_per_class: int, max_tries: int | None = None,
+              accept=None) -> tuple[list[tuple[int, dict]], list[dict]]:
+        """Originals (pool row positions) whose record passes ``accept`` (default: a valid CFE),
+        n_per_class per class, walking each class's draw order (at most ``max_tries`` originals
+        per class); returns the pairs, class-interleaved, and the originals that failed."""
         chosen, failed = [], []
         seen: set[str] = set()
+        accept = accept or (lambda rec: self.valid_cfe(rec, seen))
         limit = max_tries or 4 * n_per_class + 8
         for cls_order in order_by_class:
             got, pos = [], 0
@@ -198,16 +207,8 @@ class CFEGeneration:
                 ids = [pool.iloc[b]["id"] for b in batch]
                 recs = self.records(ids, [pool.iloc[b]["text"] for b in batch])
                 for b, sid in zip(batch, ids):
-                    rec = recs[sid]
-                    ok = rec.get("valid") and self.gate.reason(
-                        rec["original"], rec["cfe"], rec["cfe_probs"], rec["label"], rec.get("target"),
-                        self.gen.examples, seen) is None
-                    if ok:
-                        got.append((b, rec))
-                        seen.add(rec["cfe"].strip().lower())
-                    else:
-                        failed.append(rec)
+                    (got if accept(recs[sid]) else failed).append((b, recs[sid]))
             chosen.append(got)
         # interleave classes so any prefix stays balanced
         pairs = [p for group in zip(*chosen) for p in group]
-        return pairs, failed
+        return pairs, [rec for _, rec in failed]

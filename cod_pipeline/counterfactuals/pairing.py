@@ -113,22 +113,11 @@ def _unvalidated(cfg, splits, sampler, teacher, n_pairs):
     if splits.num_classes != 2:
         raise ConfigError("augment=cod_unvalidated labels CFEs 1 − gold, which needs a binary task")
     generation = make_generation(cfg, splits, teacher)
-    per_class, chosen = n_pairs // splits.num_classes, []
     with generation.gen.session():
-        for order in sampler.per_class:
-            got, limit = [], cfg.cfe.get("max_tries_per_class") or 4 * per_class + 8
-            for pos in range(0, min(len(order), limit), per_class):
-                batch = list(order[pos:pos + per_class])
-                ids = [splits.train.iloc[b]["id"] for b in batch]
-                recs = generation.records(ids, [splits.train.iloc[b]["text"] for b in batch])
-                got += [(b, recs[i]) for b, i in zip(batch, ids) if recs[i].get("first_candidate")]
-                if len(got) >= per_class:
-                    break
-            if len(got) < per_class:
-                raise ConfigError(f"only {len(got)} of {per_class} originals of a class got any proposal from "
-                                  f"cfe={cfg.cfe.name}")
-            chosen.append(got[:per_class])
-    pairs = [p for group in zip(*chosen) for p in group]
+        pairs, _ = generation.pairs(splits.train, [list(o) for o in sampler.per_class], n_pairs // splits.num_classes,
+                                    cfg.cfe.get("max_tries_per_class"), accept=lambda rec: bool(rec.get("first_candidate")))
+    if len(pairs) < n_pairs:
+        raise ConfigError(f"only {len(pairs)} of {n_pairs} originals got any proposal from cfe={cfg.cfe.name}")
     for _, rec in pairs:
         rec["candidate"] = rec["first_candidate"]
     return pairs, summarize([r for _, r in pairs])
