@@ -16,7 +16,6 @@ def main():
     ap.add_argument("--steps", type=int, default=150)
     args = ap.parse_args()
 
-    import torch
     from omegaconf import open_dict
 
     from cod_pipeline.augment import original_rows
@@ -55,7 +54,6 @@ def main():
         rows.append({"variant": name, "steps": info["steps"], "val checks × rows": f"{info['steps'] // eval_every} × {val_size}",
                      "wall s": f"{wall:.1f}", "train samples/s": f"{samples / wall:.1f}",
                      "test acc": f"{100 * m['accuracy']:.1f}", "agreement": f"{100 * m['agreement']:.1f}"})
-        torch.manual_seed(0)
     walls = [float(r["wall s"]) for r in rows]
     body = (f"Embedded minilm pair, rotten_tomatoes, k={args.k}, seed={args.seed}, {args.steps} optimizer "
             f"steps, batch {st.batch_size}, KD α={cfg.method.alpha}, T={cfg.method.temperature}; one process, "

@@ -230,7 +230,6 @@ def _negation_edits(tokens: Sequence[Token], i: int) -> list[Edit]:
     t = tokens[i]
     w = t.core.lower()
     nxt = next((tokens[j].core.lower() for j in range(i + 1, len(tokens)) if tokens[j].is_word), "")
-    nxt_j = next((j for j in range(i + 1, len(tokens)) if tokens[j].is_word), None)
     prv_j = next((j for j in range(i - 1, -1, -1) if tokens[j].is_word), None)
     prv = tokens[prv_j].core.lower() if prv_j is not None else ""
     out: list[Edit] = []
