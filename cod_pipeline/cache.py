@@ -58,9 +58,12 @@ class StageCache:
 
 
 def source_fingerprint(dataset) -> dict:
-    """Size and mtime of a local dataset's files, so an edited file does not reuse stale artefacts."""
+    """Size and mtime of a local dataset's files, so an edited file does not reuse stale artefacts,
+    and the version of the split rule, so a changed rule does not either."""
+    from cod_pipeline.data.splits import SPLIT_RULE
+
     src = dataset.get("source") or {}
-    out = {}
+    out = {"split_rule": SPLIT_RULE}
     for key in ("path", "test_path"):
         p = src.get(key)
         if p and os.path.exists(os.path.expanduser(str(p))):

@@ -29,7 +29,7 @@ from cod_pipeline.tracking import job_loggers, log_final
 from cod_pipeline.training import fit
 
 log = logging.getLogger(__name__)
-RESULT_SCHEMA = 1
+RESULT_SCHEMA = 2  # part of run_hash: bump when a code change alters results for the same config
 
 
 def run_hash(cfg: DictConfig) -> str:
@@ -41,6 +41,7 @@ def run_hash(cfg: DictConfig) -> str:
         c.pop("cfe", None)
     c["precision"] = str(cfg.trainer.get("precision"))
     c["data_files"] = source_fingerprint(cfg.dataset)
+    c["schema"] = RESULT_SCHEMA
     return config_hash(c)
 
 
@@ -52,6 +53,9 @@ def prepare(cfg: DictConfig):
         raise ConfigError(f"trainer={cfg.trainer.accelerator} but no CUDA device is visible (use trainer=cpu)")
     for spec in (cfg.model.teacher, cfg.model.student):
         check_source(spec.get("path"), spec.get("tiny"))
+    head_init = cfg.model.student_training.get("head_init", "random")
+    if head_init not in ("random", "label_names"):
+        raise ConfigError(f"model.student_training.head_init must be random or label_names, not {head_init!r}")
     splits = load_splits(cfg.dataset)
     sampler = KShotSampler(splits.train["label"].to_numpy(), splits.num_classes, cfg.seed)
     check_budget(cfg, sampler)
@@ -137,6 +141,9 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     student = hydra.utils.instantiate(cfg.model.student, num_labels=splits.num_classes, cache_dir=cfg.paths.cache_dir)
+    if st.get("head_init") == "label_names":
+        template = cfg.dataset.get("label_template") or "{}"
+        student.init_head_from_text([template.format(n) for n in splits.label_names], st.get("head_init_scale", 20.0))
     layer_map = None
     if m.beta > 0:
         layer_map = [tuple(p) for p in m.layer_map] if m.get("layer_map") else uniform_layer_map(
@@ -163,11 +170,19 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
                            freeze_embeddings=st.get("freeze_embeddings", False),
                            val_target="teacher" if selection == "agreement" else "label")
     log.info("student %s: %d training rows, %d steps, selection=%s", cfg.model.student.name, len(rows), steps, selection)
-    info = fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
+    info = {"val_score_at_init": selection_score(student, dm.val_rows, selection)} if dm.val_rows else {}
+    info |= fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
                workdir=cfg.paths.output_dir)
     info["selection"] = selection
     info["val_size"] = len(dm.val_rows)
     return student, info
+
+
+def selection_score(model, rows: list[dict], selection: str) -> float:
+    """The selection metric before any training step: how much a head init alone gives."""
+    logits, _ = predict(model, [r["text"] for r in rows])
+    target = np.array([r["t_pred" if selection == "agreement" else "label"] for r in rows])
+    return float((logits.argmax(-1).numpy() == target).mean())
 
 
 def cfe_task(cfg: DictConfig) -> dict:

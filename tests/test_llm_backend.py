@@ -135,6 +135,19 @@ def test_connection_error():
     assert (o.text, o.rejection, o.calls, o.retries) == (None, "error:connection", 2, 1)
 
 
+def test_no_retries_into_a_dead_local_server():
+    """A local server that crashed will not come back: its owner's alive() stops the retries."""
+    with FakeOpenAIServer() as s:
+        url = s.base_url
+    cfg = LLMConfig(base_url=url, api_key_env=KEY_ENV, max_retries=5, backoff_base_s=0.5, timeout_s=2)
+    proposer = OpenAIProposer(cfg, task_prompt("sentiment"))
+    proposer.alive = lambda: False
+    t0 = time.time()
+    (o,) = proposer.propose([POS])
+    assert (o.rejection, o.calls, o.retries) == ("error:connection", 1, 0)
+    assert time.time() - t0 < 2
+
+
 def test_non_retryable_4xx_fails_fast(srv, caplog):
     srv.faults.extend([("status", 400, {}), ("status", 401, {})])
     p = make(srv, max_retries=5, max_in_flight=1)

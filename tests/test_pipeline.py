@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from cod_pipeline import ConfigError
 from cod_pipeline.pipeline import run
@@ -41,6 +42,24 @@ def test_teacher_is_cached_and_not_retrained(tiny_cfg):
 def test_selection_modes_are_recorded(tiny_cfg, selection):
     result = run(tiny_cfg(f"model.student_training.selection={selection}", "k=4"))
     assert result["student"]["selection"] == selection
+
+
+def test_head_init_from_label_descriptions(tiny_cfg):
+    from cod_pipeline.models.backbone import load_classifier, predict
+
+    cfg = tiny_cfg()
+    model = load_classifier(2, None, tiny=cfg.model.student.tiny, cache_dir=cfg.paths.cache_dir)
+    texts = ["a negative review", "a positive review"]
+    model.init_head_from_text(texts, scale=5.0)
+    e = predict(model, texts, hidden_layers=[-1])[1][:, 0]
+    w = model.head.weight.detach()
+    assert torch.allclose(w.norm(dim=-1) * e.norm(dim=-1).mean(), torch.full((2,), 5.0), atol=1e-4)
+    assert torch.allclose(torch.cosine_similarity(w, e, dim=-1), torch.ones(2), atol=1e-5)
+    assert not model.head.bias.detach().any()
+    result = run(tiny_cfg("model.student_training.head_init=label_names", "k=4"))
+    assert 0 <= result["student"]["val_score_at_init"] <= 1
+    with pytest.raises(ConfigError, match="head_init must be"):
+        run(tiny_cfg("model.student_training.head_init=zeros", "k=4"))
 
 
 def test_lwd_with_different_widths_and_per_step_teacher(tiny_cfg):

@@ -61,3 +61,18 @@ def test_string_labels_and_mismatch():
     assert set(pd.concat([s.train, s.validation, s.test])["label"]) == {0, 1}
     with pytest.raises(ConfigError, match="do not match"):
         make_splits(df, ["negative", "positive"], val_size=1, test_size=1)
+
+
+def test_grouped_splits_keep_the_label_prior():
+    """Whole single-label groups carved in hash order drift from the corpus prior; the
+    carve skips groups that would push a class past its share."""
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(5, 60, 300)
+    glabel = (rng.random(300) < 0.58).astype(int)
+    df = pd.DataFrame({"text": [f"g{g} s{i}" for g, n in enumerate(sizes) for i in range(n)],
+                       "label": np.repeat(glabel, sizes), "group": np.repeat([f"film{g}" for g in range(300)], sizes)})
+    prior = df["label"].mean()
+    s = make_splits(df, ["neg", "pos"], val_size=800, test_size=1500)
+    for part, size in ((s.test, 1500), (s.validation, 800)):
+        assert abs(part["label"].mean() - prior) < 0.02
+        assert 0.9 * size <= len(part) <= 1.05 * size

@@ -132,9 +132,12 @@ class LocalLLMGenerator(OpenAIGenerator):
     name = "local_llm"
 
     def __init__(self, task: str, llm: dict, gguf: str, fewshot: list | None = None, n_ctx: int = 2048,
-                 startup_timeout_s: float = 120.0):
+                 startup_timeout_s: float = 120.0, repack_weights: bool = False, n_threads: int | None = None):
         super().__init__(task, llm, fewshot)
         self.gguf, self.n_ctx, self.startup_timeout_s = gguf, n_ctx, startup_timeout_s
+        self.repack_weights, self.n_threads = repack_weights, n_threads
+        self._proc: subprocess.Popen | None = None
+        self._log_path: str | None = None
 
     def check(self) -> None:
         import importlib.util
@@ -162,17 +165,21 @@ class LocalLLMGenerator(OpenAIGenerator):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path(), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", str(self.n_ctx)]
+        cmd = [sys.executable, "-m", "cod_pipeline.counterfactuals.llama_server", "--model", self.model_path(),
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx)]
+        cmd += [] if self.repack_weights else ["--no_repack"]
+        cmd += ["--n_threads", str(self.n_threads)] if self.n_threads else []
         log_file = tempfile.NamedTemporaryFile("w+b", prefix="llama-server-", suffix=".log", delete=False)
         # a file, not a pipe: llama.cpp logs a lot, and an unread pipe would block the server
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        self._proc, self._log_path = proc, log_file.name
         try:
             _wait_port(port, proc, self.startup_timeout_s, log_file.name)
             self.llm_cfg.base_url = f"http://127.0.0.1:{port}/v1"
             self._proposer = None
             yield self
         finally:
+            self._proc = None
             proc.terminate()
             try:
                 proc.wait(10)
@@ -181,12 +188,31 @@ class LocalLLMGenerator(OpenAIGenerator):
             log_file.close()
 
 
+    def proposer(self):
+        proposer = super().proposer()
+        proposer.alive = lambda: self._proc is None or self._proc.poll() is None  # no retries into a dead server
+        return proposer
+
+    def propose(self, items, scorer):
+        out = super().propose(items, scorer)
+        if self._proc is not None and self._proc.poll() is not None:
+            _server_died(self._proc, self._log_path)
+        return out
+
+
+def _server_died(proc: subprocess.Popen, log_path: str) -> None:
+    """One line on a dead server; chunks already stored stay in the CFE store."""
+    tail = open(log_path, errors="replace").read().strip().splitlines()[-1:]
+    what = "crashed (segfault)" if proc.returncode == -11 else f"exited with code {proc.returncode}"
+    raise ConfigError(f"local LLM server {what}: {' '.join(tail)[:200]} (log: {log_path}); "
+                      f"CFEs stored so far are kept")
+
+
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float, log_path: str) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
-            err = open(log_path, errors="replace").read().strip().splitlines()[-1:]
-            raise ConfigError(f"local LLM server exited: {' '.join(err)} (log: {log_path})")
+            _server_died(proc, log_path)
         with contextlib.suppress(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -234,6 +260,14 @@ class HybridGenerator(Generator):
         return cands
 
 
+def _local_llm(cfg, task: str) -> LocalLLMGenerator:
+    server = {k: cfg[k] for k in LOCAL_SERVER_KEYS if k in cfg}
+    return LocalLLMGenerator(task, cfg.llm, cfg.gguf, cfg.get("fewshot"), **server)
+
+
+LOCAL_SERVER_KEYS = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s")
+
+
 def build_generator(cfg, task: str) -> Generator:
     """From the ``cfe`` config group."""
     kind = cfg.name
@@ -242,10 +276,9 @@ def build_generator(cfg, task: str) -> Generator:
     if kind == "openai":
         return OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
     if kind == "local_llm":
-        return LocalLLMGenerator(task, cfg.llm, cfg.gguf, cfg.get("fewshot"))
+        return _local_llm(cfg, task)
     if kind == "hybrid":
-        llm = (LocalLLMGenerator(task, cfg.llm, cfg.gguf, cfg.get("fewshot")) if cfg.get("gguf")
-               else OpenAIGenerator(task, cfg.llm, cfg.get("fewshot")))
+        llm = _local_llm(cfg, task) if cfg.get("gguf") else OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
         return HybridGenerator(task, llm, SearchGenerator(task, **dict(cfg.search)))
     raise ConfigError(f"unknown cfe generator {kind!r}")
 

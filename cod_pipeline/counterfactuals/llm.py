@@ -257,6 +257,7 @@ class OpenAIProposer:
         self.stats: dict[str, int] = {"calls": 0, "retries": 0, "rejected": 0, "peak_in_flight": 0, "errors": 0}
         self._in_flight = 0
         self._warned: set[str] = set()
+        self.alive = lambda: True  # a local server's owner sets this: no retries into a dead process
 
     # -- key handling ------------------------------------------------------------------------
     def _check_key(self) -> str:
@@ -332,7 +333,7 @@ class OpenAIProposer:
                 if reason is not None:
                     self.stats["rejected"] += 1
                 return Proposal(text=text, raw=raw, rejection=reason, calls=calls, retries=retries)
-            if not err.retryable or attempt >= self.cfg.max_retries:
+            if not err.retryable or attempt >= self.cfg.max_retries or not self.alive():
                 self.stats["errors"] += 1
                 self._warn_once(err, gave_up=err.retryable)
                 return Proposal(text=None, raw=None, rejection=f"error:{err.kind}", calls=calls, retries=retries)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash
 from cod_pipeline.counterfactuals.generate import CFEGeneration, Gate
-from cod_pipeline.counterfactuals.generators import build_generator
+from cod_pipeline.counterfactuals.generators import LOCAL_SERVER_KEYS, build_generator
 from cod_pipeline.counterfactuals.quality import summarize, write_samples
 from cod_pipeline.counterfactuals.store import CFEStore
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 OPERATIONAL = ("max_in_flight", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env",
-               "base_url", "chunk_size", "max_tries_per_class")
+               "base_url", "chunk_size", "max_tries_per_class", *LOCAL_SERVER_KEYS)
 
 
 def cfe_identity(cfe: DictConfig) -> str:

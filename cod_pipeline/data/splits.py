@@ -16,6 +16,9 @@ import pandas as pd
 from cod_pipeline import ConfigError
 
 
+SPLIT_RULE = 2  # bump when a change to this file moves rows between splits (it is part of cache keys)
+
+
 def text_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
@@ -37,16 +40,30 @@ class Splits:
 
 
 def _carve(df: pd.DataFrame, size: int, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Take about ``size`` rows, whole groups at a time, in a hash order fixed by ``salt``."""
-    keys = df["group"] if "group" in df else df["id"]
-    order = _order(keys, salt)
-    first = order.groupby(keys).transform("min") if "group" in df else order
-    ranked = df.assign(_o=first).sort_values(["_o", "id"])
-    taken = ranked.iloc[:size]
-    if "group" in df and len(taken):
-        taken = ranked[ranked["_o"] <= taken["_o"].iloc[-1]]
-    rest = ranked.drop(taken.index)
-    return taken.drop(columns="_o"), rest.drop(columns="_o")
+    """Take about ``size`` rows in a hash order fixed by ``salt``.
+
+    With a ``group`` column, whole groups are taken, and a group is skipped when it would
+    push a class past its share of ``size``: 508 films carved in plain hash order gave
+    rotten_tomatoes a 62% fresh test set against 58% in the corpus, and a skewed test prior
+    moves the majority baseline every student is compared with.
+    """
+    key = "group" if "group" in df else "id"
+    ranked = df.assign(_o=_order(df[key], salt)).sort_values(["_o", "id"])
+    if key == "id":
+        taken = ranked.iloc[:size]
+    else:
+        classes = np.sort(df["label"].unique())
+        quota = size * df["label"].value_counts(normalize=True).reindex(classes).to_numpy()
+        counts = pd.crosstab(ranked["_o"], ranked["label"]).reindex(columns=classes, fill_value=0)
+        have, keep = np.zeros(len(classes)), []
+        for o, row in counts.iterrows():  # crosstab's index is sorted, i.e. hash order
+            if have.sum() >= size:
+                break
+            if (have + row.to_numpy() <= quota + 0.5).all() or not keep:
+                have += row.to_numpy()
+                keep.append(o)
+        taken = ranked[ranked["_o"].isin(keep)]
+    return taken.drop(columns="_o"), ranked.drop(taken.index).drop(columns="_o")
 
 
 def make_splits(df: pd.DataFrame, label_names: list[str] | None, val_size: int, test_size: int,

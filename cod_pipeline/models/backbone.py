@@ -136,6 +136,22 @@ class Classifier(nn.Module):
     def num_layers(self) -> int:
         return len(get_submodule(self.backbone, self.layers_path))
 
+    @torch.no_grad()
+    def init_head_from_text(self, descriptions: list[str], scale: float = 20.0) -> None:
+        """Head row c := scale · ê_c / mean‖e‖, e_c the pooled embedding of class c's
+        description, so the initial logits rank classes by cosine similarity to "a negative
+        review", "a positive review" (and are scale · ‖x‖/mean‖e‖ · cos).
+
+        Why: measured on rotten_tomatoes, the pretrained MiniLM features separate the classes
+        along these directions (zero-shot 68%) but 16 random examples do not find them (a
+        16-shot linear probe scores at chance), and a random head memorises the 16 examples.
+        """
+        _, hidden = predict(self, list(descriptions), hidden_layers=[-1])
+        e = hidden[:, 0]
+        norms = e.norm(dim=-1, keepdim=True)
+        self.head.weight.copy_(scale * e / norms / norms.mean())
+        self.head.bias.zero_()
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                               return_tensors="pt")
