@@ -151,12 +151,13 @@ class CFEGeneration:
             items = [Item(recs[j]["original"], recs[j]["label"], recs[j]["target"], self.label_names,
                           feedback.get(j)) for j in pending]
             cands = self.gen.propose(items, self.scorer)
-            texts_ok = [c.text for c in cands if c.text]
-            probs_iter = iter(self.scorer(texts_ok) if texts_ok else [])
+            unscored = [c.text for c in cands if c.text and c.extra.get("probs") is None]
+            probs_iter = iter(self.scorer(unscored) if unscored else [])
             still = []
             for j, c in zip(pending, cands):
                 r = recs[j]
-                probs = next(probs_iter) if c.text else None
+                probs = None if not c.text else c.extra.pop("probs", None)
+                probs = next(probs_iter) if c.text and probs is None else probs
                 r["attempts"] += 1
                 r["calls"] += c.calls
                 r["retries"] += c.retries

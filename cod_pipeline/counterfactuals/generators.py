@@ -225,9 +225,10 @@ class HybridGenerator(Generator):
     starting from the proposal."""
     name = "hybrid"
 
-    def __init__(self, task: str, llm_generator: Generator, search: SearchGenerator):
+    def __init__(self, task: str, llm_generator: Generator, search: SearchGenerator,
+                 max_edit_distance: float = 1.0):
         super().__init__(task)
-        self.llm, self.search = llm_generator, search
+        self.llm, self.search, self.max_edit_distance = llm_generator, search, max_edit_distance
         self.llm_model, self.examples = llm_generator.llm_model, llm_generator.examples
         self.prompt_version = f"{llm_generator.prompt_version}+{search.prompt_version}"
 
@@ -240,23 +241,31 @@ class HybridGenerator(Generator):
             yield self
 
     def propose(self, items, scorer):
+        """A proposal that flips the teacher within the edit budget is kept (its teacher
+        probabilities travel along, so it is not scored twice); one that does not flip is
+        repaired starting from it; a rewrite beyond the budget is searched from the original."""
+        from cod_pipeline.counterfactuals.textclean import normalized_edit_distance
+
         cands = self.llm.propose(items, scorer)
-        texts = [c.text for c in cands]
-        probs = scorer([t for t in texts if t]) if any(texts) else []
-        it_probs = iter(probs)
+        texts = [c.text for c in cands if c.text]
+        it_probs = iter(scorer(texts) if texts else [])
         repair = []
         for i, (it, c) in enumerate(zip(items, cands)):
             p = next(it_probs) if c.text else None
+            near = c.text is not None and normalized_edit_distance(it.text, c.text) <= self.max_edit_distance
             flipped = p is not None and (p.argmax() != it.label if it.target is None else p.argmax() == it.target)
-            if not flipped:
-                repair.append(i)
+            if flipped and near:
+                c.extra["probs"] = p
+            else:
+                repair.append((i, c.text if near else None))
         if repair:
             fixed = self.search.propose([Item(items[i].text, items[i].label, items[i].target, items[i].label_names,
-                                              start_from=cands[i].text) for i in repair], scorer)
-            for i, f in zip(repair, fixed):
+                                              start_from=start) for i, start in repair], scorer)
+            for (i, start), f in zip(repair, fixed):
                 if f.text:
                     cands[i] = Candidate(f.text, None, cands[i].calls, cands[i].retries,
-                                         {**cands[i].extra, "repaired": True, **f.extra})
+                                         {**cands[i].extra, "repaired": "proposal" if start else "original",
+                                          **f.extra})
         return cands
 
 
@@ -279,7 +288,7 @@ def build_generator(cfg, task: str) -> Generator:
         return _local_llm(cfg, task)
     if kind == "hybrid":
         llm = _local_llm(cfg, task) if cfg.get("gguf") else OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
-        return HybridGenerator(task, llm, SearchGenerator(task, **dict(cfg.search)))
+        return HybridGenerator(task, llm, SearchGenerator(task, **dict(cfg.search)), cfg.max_edit_distance)
     raise ConfigError(f"unknown cfe generator {kind!r}")
 
 
