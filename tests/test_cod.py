@@ -123,3 +123,21 @@ def test_hybrid_repairs_llm_proposals_with_the_search(sentiment_cfg):
                             *openai_overrides(srv)[1:])
         q = run(cfg)["cfe"]
     assert q["generator"] == "hybrid" and q["n_valid"] == 4 and q["llm_calls"] >= 4
+
+
+def test_gguf_from_a_package_glob_or_assemble(tmp_path, monkeypatch):
+    """cfe.gguf names a path, a package:glob, or a chunked package whose assemble() joins it."""
+    from cod_pipeline.counterfactuals.generators import LocalLLMGenerator
+
+    pkg = tmp_path / "chunky_gguf"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from pathlib import Path\n\ndef assemble():\n"
+                                     "    p = Path(__file__).parent.parent / 'joined.gguf'\n"
+                                     "    p.write_bytes(b'GGUF')\n    return p\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make = lambda spec: LocalLLMGenerator("sentiment", {"model": "m", "mode": "completion"}, spec)  # noqa: E731
+    assert make("chunky_gguf").model_path() == str(tmp_path / "joined.gguf")
+    (pkg / "bundled.gguf").write_bytes(b"GGUF")
+    assert make("chunky_gguf:*.gguf").model_path() == str(pkg / "bundled.gguf")
+    with pytest.raises(ConfigError, match="no GGUF model found"):
+        make("no_such_package_xyz").model_path()
