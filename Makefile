@@ -15,7 +15,7 @@ export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 
 .PHONY: help install install-test demo test test-all local-llm report table-cpu table-deberta table-qwen \
-	table-ablation moons fisher proximity bench clean
+	table-ablation moons fisher proximity bench bench-local-llm clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -102,3 +102,6 @@ bench-e2e: install ## wall time and peak RSS of the default job, cold and warm
 
 bench-sst2: install ## KD vs KD+CoD on local SST-2 (../shared/data/sst2), k=8..64, 5 seeds
 	$(BIN)/python benchmarks/bench_sst2.py
+
+bench-local-llm: local-llm ## small local LLM CFEs (SmolLM2, Gemma-3): alone, with feedback, as hybrid; vs search
+	$(BIN)/python benchmarks/bench_local_llm.py
