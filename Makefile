@@ -64,7 +64,7 @@ REPORT = $(BIN)/python -m cod_pipeline.report
 report: ## report for a sweep folder: make report DIR=logs/table_cpu
 	$(REPORT) $(DIR)
 
-table-cpu: install ## embedded datasets × k × {kd, kd+CoD}, 3 seeds (~1 h on 2 cores), then its report
+table-cpu: install ## embedded datasets × k × {kd, kd+CoD}, 3 seeds (~20 min on 2 cores), then its report
 	$(SWEEP) table_cpu
 	$(REPORT) logs/table_cpu
 
