@@ -111,6 +111,24 @@ def test_search_flips_real_teacher(rt_teacher):
             assert r.label is None and r.probs is None
 
 
+def test_min_margin_asks_for_decisive_flips(rt_teacher):
+    """cfe.min_margin: every returned CFE beats the runner-up by the margin, and the gate
+    rejects a barely-flipped candidate as weak_flip."""
+    from cod_pipeline.counterfactuals.generate import Gate
+
+    teacher, held = rt_teacher
+    texts = held[40:60]
+    labels = teacher(texts).argmax(1).tolist()
+    res = search_cfe(texts, labels, teacher, SearchConfig(min_margin=0.3))
+    found = [r for r in res if r.text is not None]
+    assert found
+    for r, p in zip(found, teacher([r.text for r in found])):
+        assert abs(p[0] - p[1]) >= 0.3 - 1e-6
+    gate = Gate(1.0, min_margin=0.2)
+    assert gate.reason("a b", "a c", np.array([0.45, 0.55]), label=0, target=None) == "weak_flip"
+    assert gate.reason("a b", "a c", np.array([0.35, 0.65]), label=0, target=None) is None
+
+
 def test_target_argument(rt_teacher):
     teacher, held = rt_teacher
     texts = held[30:40]

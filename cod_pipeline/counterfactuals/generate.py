@@ -28,6 +28,7 @@ class Gate:
     """A CFE must flip the teacher *and* be a minimal edit: rewrites are not CFEs."""
     max_edit_distance: float = 0.4
     reject_prompt_examples: bool = True
+    min_margin: float = 0.0  # top-1 minus top-2 teacher probability on the CFE; 0 = any flip
 
     def reason(self, original: str, cand: str | None, probs, label: int, target: int | None,
                examples=(), seen=()) -> str | None:
@@ -36,6 +37,9 @@ class Gate:
         pred = int(np.argmax(probs))
         if (target is None and pred == label) or (target is not None and pred != target):
             return "no_flip"
+        top2 = np.sort(np.asarray(probs))[-2:]
+        if top2[1] - top2[0] < self.min_margin:
+            return "weak_flip"
         if normalized_edit_distance(original, cand) > self.max_edit_distance:
             return "too_far"
         canon = cand.strip().lower()
@@ -53,6 +57,9 @@ def _feedback(cand: str | None, probs, label_names, reason: str) -> str:
     if reason == "no_flip":
         return (f'Your previous attempt "{cand}" was still classified as {label_names[pred]} '
                 f"(confidence {float(np.max(probs)):.2f}). Make a different minimal edit.")
+    if reason == "weak_flip":
+        return (f'Your previous attempt "{cand}" was only barely classified as {label_names[pred]} '
+                f"(confidence {float(np.max(probs)):.2f}). Make the change clearer, still minimal.")
     if reason == "too_far":
         return f'Your previous attempt "{cand}" changed too much. Change only one or two words.'
     return f'Your previous attempt "{cand}" was rejected ({reason}). Make a different minimal edit.'

@@ -282,18 +282,22 @@ def _local_llm(cfg, task: str) -> LocalLLMGenerator:
 LOCAL_SERVER_KEYS = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s")
 
 
+def _search(cfg, task: str) -> SearchGenerator:
+    return SearchGenerator(task, **dict(cfg.search), min_margin=float(cfg.get("min_margin", 0.0)))
+
+
 def build_generator(cfg, task: str) -> Generator:
     """From the ``cfe`` config group."""
     kind = cfg.name
     if kind == "search":
-        return SearchGenerator(task, **dict(cfg.search))
+        return _search(cfg, task)
     if kind == "openai":
         return OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
     if kind == "local_llm":
         return _local_llm(cfg, task)
     if kind == "hybrid":
         llm = _local_llm(cfg, task) if cfg.get("gguf") else OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
-        return HybridGenerator(task, llm, SearchGenerator(task, **dict(cfg.search)), cfg.max_edit_distance)
+        return HybridGenerator(task, llm, _search(cfg, task), cfg.max_edit_distance)
     raise ConfigError(f"unknown cfe generator {kind!r}")
 
 

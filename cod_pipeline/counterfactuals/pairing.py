@@ -42,7 +42,8 @@ def make_generation(cfg: DictConfig, splits, teacher) -> CFEGeneration:
     gen.prompt_version = f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
     getattr(gen, "check", lambda: None)()
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
-    return CFEGeneration(store, gen, Gate(cfg.cfe.max_edit_distance), cfg.dataset.name, teacher.id,
+    gate = Gate(cfg.cfe.max_edit_distance, min_margin=cfg.cfe.get("min_margin", 0.0))
+    return CFEGeneration(store, gen, gate, cfg.dataset.name, teacher.id,
                          lambda texts: teacher.probs(list(texts)), splits.label_names,
                          max_attempts=cfg.cfe.max_attempts, target=cfg.cfe.get("target"),
                          chunk_size=cfg.cfe.get("chunk_size", 16))

@@ -55,6 +55,7 @@ class SearchConfig:
     batch_size: int = 64  # teacher calls are batched
     extra_negation_sites: int = 2  # auxiliary / negation positions explored beyond top_positions
     fallback: bool = True  # retry unflipped originals allowing deletion of any word
+    min_margin: float = 0.0  # a flip must beat the runner-up class by this much (cfe.min_margin)
 
 
 @dataclass
@@ -460,7 +461,8 @@ class _Job:
 
     def flipped(self, p: np.ndarray) -> bool:
         am = int(np.argmax(p))
-        return am == self.target if self.target is not None else am != self.label
+        ok = am == self.target if self.target is not None else am != self.label
+        return ok and -self.objective(p) >= self.cfg.min_margin
 
     def render(self, edits: Sequence[Edit]) -> str:
         repl: dict[int, tuple[str, ...]] = {}
