@@ -42,8 +42,9 @@ def main():
     rows, out_dir = [], Path(__file__).parent / "results"
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfe, attempts in variants:
-            cfg = compose(["logger=none", f"cfe={cfe}"], "bench_local_llm")
-            gate = Gate(args.max_edit_distance or cfg.cfe.max_edit_distance)
+            gate_override = [f"cfe.max_edit_distance={args.max_edit_distance}"] if args.max_edit_distance else []
+            cfg = compose(["logger=none", f"cfe={cfe}", *gate_override], "bench_local_llm")
+            gate = Gate(cfg.cfe.max_edit_distance, min_margin=cfg.cfe.min_margin)
             gen = build_generator(cfg.cfe, "sentiment")
             store = CFEStore(Path(tmp) / f"{len(rows)}.sqlite")
             t0 = time.perf_counter()

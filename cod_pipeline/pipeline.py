@@ -56,6 +56,9 @@ def prepare(cfg: DictConfig):
     head_init = cfg.model.student_training.get("head_init", "random")
     if head_init not in ("random", "label_names"):
         raise ConfigError(f"model.student_training.head_init must be random or label_names, not {head_init!r}")
+    if head_init == "label_names" and "{}" not in str(cfg.dataset.get("label_template") or "{}"):
+        raise ConfigError(f"dataset.label_template must contain {{}} for the class name, got "
+                          f"{cfg.dataset.label_template!r}")
     splits = load_splits(cfg.dataset)
     sampler = KShotSampler(splits.train["label"].to_numpy(), splits.num_classes, cfg.seed)
     check_budget(cfg, sampler)
@@ -141,7 +144,10 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     student = hydra.utils.instantiate(cfg.model.student, num_labels=splits.num_classes, cache_dir=cfg.paths.cache_dir)
-    if st.get("head_init") == "label_names":
+    if st.get("head_init") == "label_names" and all(str(n).lstrip("-").isdigit() for n in splits.label_names):
+        log.warning("head_init=label_names, but the labels %s are numbers, not words (set dataset.label_names): "
+                    "random head", splits.label_names)
+    elif st.get("head_init") == "label_names":
         template = cfg.dataset.get("label_template") or "{}"
         student.init_head_from_text([template.format(n) for n in splits.label_names], st.get("head_init_scale", 20.0))
     layer_map = None

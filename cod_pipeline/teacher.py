@@ -44,7 +44,9 @@ class Teacher:
 
 def teacher_key(cfg: DictConfig) -> dict:
     """Exactly what determines the teacher: data, teacher model and its training."""
-    return {"dataset": cfg.dataset, "teacher": cfg.model.teacher, "training": cfg.model.teacher_training,
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    dataset.pop("label_template", None)  # a student-only setting: changing it must not retrain the teacher
+    return {"dataset": dataset, "teacher": cfg.model.teacher, "training": cfg.model.teacher_training,
             "checkpoint": cfg.model.get("teacher_checkpoint"), "data_files": source_fingerprint(cfg.dataset)}
 
 

@@ -60,6 +60,11 @@ def test_head_init_from_label_descriptions(tiny_cfg):
     assert 0 <= result["student"]["val_score_at_init"] <= 1
     with pytest.raises(ConfigError, match="head_init must be"):
         run(tiny_cfg("model.student_training.head_init=zeros", "k=4"))
+    with pytest.raises(ConfigError, match="label_template must contain"):
+        run(tiny_cfg("model.student_training.head_init=label_names", "dataset.label_template=review", "k=4"))
+    from cod_pipeline.teacher import teacher_key  # the template is the student's: the teacher stays cached
+
+    assert teacher_key(tiny_cfg("dataset.label_template='x{}'")) == teacher_key(tiny_cfg())
 
 
 def test_lwd_with_different_widths_and_per_step_teacher(tiny_cfg):
@@ -73,7 +78,8 @@ def test_local_multiclass_file(tiny_cfg, tmp_path):
     rows = [{"q": f"{kinds[i % 6]} question number {i}", "y": kinds[i % 6]} for i in range(600)]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     cfg = tiny_cfg("dataset=local", f"dataset.source.path={path}", "dataset.source.text_column=q",
-                   "dataset.source.label_column=y", "dataset.val_size=60", "dataset.test_size=120", "k=12")
+                   "dataset.source.label_column=y", "dataset.val_size=60", "dataset.test_size=120", "k=12",
+                   "model.student_training.head_init=label_names")  # label words taken from the file
     result = run(cfg)
     assert result["num_classes"] == 6 and result["student"]["train_size"] == 12
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from cod_pipeline.counterfactuals import lexicon as lex
-from cod_pipeline.counterfactuals.search import (
+from cod_pipeline.counterfactuals.search import (  # noqa: I001
+    _Job,
     SearchConfig,
     neighbours,
     random_edits,
@@ -127,6 +128,11 @@ def test_min_margin_asks_for_decisive_flips(rt_teacher):
     gate = Gate(1.0, min_margin=0.2)
     assert gate.reason("a b", "a c", np.array([0.45, 0.55]), label=0, target=None) == "weak_flip"
     assert gate.reason("a b", "a c", np.array([0.35, 0.65]), label=0, target=None) is None
+    # three classes: both use top-1 minus top-2, so the search never returns what the gate rejects
+    p3 = np.array([0.30, 0.36, 0.34])
+    state = _Job("a b", 0, None, SearchConfig(min_margin=0.05))
+    assert not state.flipped(p3) and Gate(1.0, min_margin=0.05).reason("a b", "a c", p3, 0, None) == "weak_flip"
+    assert _Job("a b", 0, None, SearchConfig(min_margin=0.01)).flipped(p3)
 
 
 def test_target_argument(rt_teacher):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cod_pipeline.counterfactuals.generators import Generator, Item
+from cod_pipeline.counterfactuals.quality import margin
 from cod_pipeline.counterfactuals.store import CFEKey, CFEStore
 from cod_pipeline.counterfactuals.textclean import edited_words, normalized_edit_distance
 
@@ -37,11 +38,10 @@ class Gate:
         pred = int(np.argmax(probs))
         if (target is None and pred == label) or (target is not None and pred != target):
             return "no_flip"
-        top2 = np.sort(np.asarray(probs))[-2:]
-        if top2[1] - top2[0] < self.min_margin:
-            return "weak_flip"
         if normalized_edit_distance(original, cand) > self.max_edit_distance:
             return "too_far"
+        if margin(probs) < self.min_margin:
+            return "weak_flip"
         canon = cand.strip().lower()
         if self.reject_prompt_examples and canon in {e.strip().lower() for e in examples}:
             return "prompt_example"

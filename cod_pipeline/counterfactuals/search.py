@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import lexicon as lex
+from .quality import margin  # the gate's margin too: search and gate agree on what a weak flip is
 
 __all__ = [
     "SearchConfig",
@@ -462,7 +463,7 @@ class _Job:
     def flipped(self, p: np.ndarray) -> bool:
         am = int(np.argmax(p))
         ok = am == self.target if self.target is not None else am != self.label
-        return ok and -self.objective(p) >= self.cfg.min_margin
+        return ok and margin(p) >= self.cfg.min_margin
 
     def render(self, edits: Sequence[Edit]) -> str:
         repl: dict[int, tuple[str, ...]] = {}
