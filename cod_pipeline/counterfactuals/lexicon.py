@@ -256,30 +256,35 @@ def wordnet_antonyms(path: str | os.PathLike | None = None) -> dict[str, dict[st
     return _wordnet_antonyms(str(wordnet_dir(path)))
 
 
-@functools.lru_cache(maxsize=8)
-def _wordnet_index(directory: str) -> dict[str, dict[str, float]]:
-    d = Path(directory)
-    out: dict[str, dict[str, float]] = {}
+def _wordnet_lines(directory: str, name: str):
+    """``(pos, line)`` over WordNet's per-POS text files (``name`` e.g. ``"index.{}"``); missing files skipped."""
     for pos in POS_TAGS:
-        path = d / f"index.{_WN_FILE_POS[pos]}"
+        path = Path(directory) / name.format(_WN_FILE_POS[pos])
         if not path.exists():
             continue
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                if line.startswith(" "):
-                    continue
-                f = line.split()
-                try:
-                    lemma = f[0].lower()
-                    sense_cnt = int(f[2])
-                    p_cnt = int(f[3])
-                    tagsense = int(f[5 + p_cnt])
-                except (ValueError, IndexError):
-                    continue
-                if not _ALPHA_RE.match(lemma):
-                    continue
-                # Tagged-sense count = corpus frequency of the POS; sense count breaks ties.
-                out.setdefault(lemma, {})[pos] = tagsense + 0.1 * sense_cnt
+                yield pos, line
+
+
+@functools.lru_cache(maxsize=8)
+def _wordnet_index(directory: str) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for pos, line in _wordnet_lines(directory, "index.{}"):
+        if line.startswith(" "):
+            continue
+        f = line.split()
+        try:
+            lemma = f[0].lower()
+            sense_cnt = int(f[2])
+            p_cnt = int(f[3])
+            tagsense = int(f[5 + p_cnt])
+        except (ValueError, IndexError):
+            continue
+        if not _ALPHA_RE.match(lemma):
+            continue
+        # Tagged-sense count = corpus frequency of the POS; sense count breaks ties.
+        out.setdefault(lemma, {})[pos] = tagsense + 0.1 * sense_cnt
     return out
 
 
@@ -290,17 +295,11 @@ def wordnet_index(path: str | os.PathLike | None = None) -> dict[str, dict[str, 
 
 @functools.lru_cache(maxsize=8)
 def _wordnet_exceptions(directory: str) -> dict[str, dict[str, str]]:
-    d = Path(directory)
     out: dict[str, dict[str, str]] = {}
-    for pos in POS_TAGS:
-        path = d / f"{_WN_FILE_POS[pos]}.exc"
-        if not path.exists():
-            continue
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                f = line.split()
-                if len(f) >= 2:
-                    out.setdefault(f[0].lower(), {}).setdefault(pos, f[1].lower())
+    for pos, line in _wordnet_lines(directory, "{}.exc"):
+        f = line.split()
+        if len(f) >= 2:
+            out.setdefault(f[0].lower(), {}).setdefault(pos, f[1].lower())
     return out
 
 
