@@ -163,8 +163,9 @@ class CFEGeneration:
             still = []
             for j, c in zip(pending, cands):
                 r = recs[j]
-                probs = None if not c.text else c.extra.pop("probs", None)
-                probs = next(probs_iter) if c.text and probs is None else probs
+                probs = c.extra.pop("probs", None) if c.text else None
+                if c.text and probs is None:
+                    probs = next(probs_iter)
                 r["attempts"] += 1
                 r["calls"] += c.calls
                 r["retries"] += c.retries

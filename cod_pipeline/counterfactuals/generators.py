@@ -18,7 +18,6 @@ from pathlib import Path
 
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash
-from cod_pipeline.counterfactuals.quality import margin
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +254,11 @@ class HybridGenerator(Generator):
 
     def __init__(self, task: str, llm_generator: Generator, search: SearchGenerator,
                  max_edit_distance: float = 1.0):
+        from cod_pipeline.counterfactuals.generate import Gate  # generate imports this module
+
         super().__init__(task)
         self.llm, self.search, self.max_edit_distance = llm_generator, search, max_edit_distance
+        self.gate = Gate(max_edit_distance, min_margin=search.cfg.min_margin)  # what counts as kept, as later
         self.llm_model, self.examples = llm_generator.llm_model, llm_generator.examples
         self.prompt_version = f"{llm_generator.prompt_version}+{search.prompt_version}"
 
@@ -280,10 +282,8 @@ class HybridGenerator(Generator):
         repair = []
         for i, (it, c) in enumerate(zip(items, cands)):
             p = next(it_probs) if c.text else None
-            near = c.text is not None and normalized_edit_distance(it.text, c.text) <= self.max_edit_distance
-            flipped = p is not None and (p.argmax() != it.label if it.target is None else p.argmax() == it.target)
-            flipped = flipped and margin(p) >= self.search.cfg.min_margin
-            if flipped and near:
+            near = p is not None and normalized_edit_distance(it.text, c.text) <= self.max_edit_distance
+            if near and self.gate.reason(it.text, c.text, p, it.label, it.target) is None:
                 c.extra["probs"] = p
             else:
                 repair.append((i, c.text if near else None))
