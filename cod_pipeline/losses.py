@@ -36,8 +36,13 @@ class LayerProjections(nn.Module):
 
 
 def distillation_loss(logits, labels, teacher_logits=None, alpha: float = 0.0, temperature: float = 1.0,
-                      hidden_loss: torch.Tensor | None = None, beta: float = 0.0) -> dict[str, torch.Tensor]:
-    ce = F.cross_entropy(logits, labels)
+                      hidden_loss: torch.Tensor | None = None, beta: float = 0.0,
+                      ce_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``ce_weight``: per-row weights of the CE term (0 for a CFE trained on KL only)."""
+    if ce_weight is None:
+        ce = F.cross_entropy(logits, labels)
+    else:
+        ce = (F.cross_entropy(logits, labels, reduction="none") * ce_weight).sum() / ce_weight.sum().clamp(min=1)
     out = {"ce": ce, "loss": ce}
     if teacher_logits is not None and alpha > 0:
         out["kd"] = kd_loss(logits, teacher_logits, temperature)

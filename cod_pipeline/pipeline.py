@@ -47,6 +47,8 @@ def run_hash(cfg: DictConfig) -> str:
 
 def prepare(cfg: DictConfig):
     """Cheap checks and data, before any model is loaded."""
+    from cod_pipeline.validation import validate
+    validate(cfg)  # the config's declared shape and ranges (validation.RULES)
     if not isinstance(cfg.k, int) or isinstance(cfg.k, bool):
         raise ConfigError(f"k must be an integer, got {cfg.k!r}")
     if str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -66,12 +68,15 @@ def prepare(cfg: DictConfig):
 
 
 def base_result(cfg: DictConfig, stage: str, splits) -> dict:
+    from cod_pipeline.provenance import provenance
+
     return {"schema": RESULT_SCHEMA, "run_hash": run_hash(cfg), "stage": stage, "dataset": cfg.dataset.name,
             "model": cfg.model.name, "method": cfg.method.name, "augment": cfg.augment.name,
             "alpha": float(cfg.method.alpha), "k": cfg.k, "seed": cfg.seed,
             "primary_metric": cfg.dataset.primary_metric, "num_classes": splits.num_classes,
             "label_names": splits.label_names,
-            "sizes": {"train_pool": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)}}
+            "sizes": {"train_pool": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+            "provenance": provenance()}  # git commit + dirty flag, library versions; not part of run_hash
 
 
 def teacher_task(cfg: DictConfig) -> dict:
@@ -200,7 +205,8 @@ def cfe_task(cfg: DictConfig) -> dict:
         cfg.augment.paired = True
     splits, sampler = prepare(cfg)
     teacher = ensure_teacher(cfg, splits)
-    _, quality = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
+    _, _, quality = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2,
+                                      cfg.augment.get("on_failure", "fill"))
     result = base_result(cfg, "cfe", splits)
     result.update({"teacher": {"test": teacher.test_metrics, "id": teacher.id}, "cfe": quality,
                    "timings_s": {"total": time.time() - t0, "teacher": teacher.seconds, "cfe": quality["seconds"]},
@@ -236,7 +242,7 @@ def proximity_task(cfg: DictConfig) -> dict:
         cfg.augment.paired = True
     splits, sampler = prepare(cfg)
     teacher = ensure_teacher(cfg, splits)
-    pairs, _ = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
+    pairs, _, _ = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
     recs = [r for _, r in pairs]
     originals = np.array([r["orig_probs"] for r in recs])
     edits = [max(1, edited_words(r["original"], r["cfe"])) for r in recs]
@@ -257,15 +263,27 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def run_one(cfg: DictConfig) -> dict:
-    """One job: reuse its result if this exact config already finished, else run the stage."""
+    """One job: reuse its result if this exact config already finished, else run the stage.
+    A damaged result file is reported and recomputed; a run whose CFE requests failed in transit
+    (records used once, not stored) writes its result.json but nothing a rerun would skip on."""
+    from cod_pipeline.cache import read_json
+
     out_dir = Path(cfg.paths.output_dir)
     done = Path(cfg.paths.cache_dir) / "results" / f"{run_hash(cfg)}.json"
+    result = None
     if cfg.get("resume", True) and cfg.stage == "student" and done.exists():
-        log.info("skip: a result for this config exists (%s)", done)
-        result = json.loads(done.read_text())
-    else:
+        result = read_json(done, require=("stage", "student"))
+        if result is not None:
+            log.info("skip: a result for this config exists (%s)", done)
+            from cod_pipeline.tracking import report_reused
+            report_reused(cfg, result)  # one line if it came from another commit; logged to W&B as reused
+    if result is None:
         result = STAGES[cfg.stage](cfg)
-        if cfg.stage == "student":
+        lost = ((result.get("cfe") or {}).get("cache") or {}).get("transport_failures", 0)
+        if lost:
+            log.warning("%d CFE originals had requests fail in transit and were replaced for this run only: "
+                        "the result is not cached for resume, and a rerun asks for them again", lost)
+        elif cfg.stage == "student":
             write_json(done, result)
     write_json(out_dir / "result.json", result)
     return result
@@ -286,17 +304,31 @@ def with_augment(cfg: DictConfig, augment: str, out_dir: Path) -> DictConfig:
 def run(cfg: DictConfig) -> dict:
     """Entry point for run.py: dispatch the stage, write result JSONs, print a summary."""
     from cod_pipeline.summary import print_summary
+    from cod_pipeline.validation import check_llm_endpoint, needs_llm, validate
 
+    validate(cfg)  # shape and ranges of every setting (validation.RULES), before anything loads
     if cfg.stage not in STAGES:
         raise ConfigError(f"stage must be one of {', '.join(STAGES)}, not {cfg.stage!r}")
     out_dir = Path(cfg.paths.output_dir)
     compare = [a for a in (cfg.get("compare") or []) if a != cfg.augment.name] if cfg.stage == "student" else []
     subs = {a: with_augment(cfg, a, out_dir / "compare" / a) for a in compare}  # bad names fail here, early
+    for sub in subs.values():
+        validate(sub)
     if subs:
         prepare(next(iter(subs.values())))
+    results_dir = Path(cfg.paths.cache_dir) / "results"
+    asks = [c for c in (cfg, *subs.values()) if needs_llm(c) and not (
+        c.stage == "student" and c.get("resume", True) and (results_dir / f"{run_hash(c)}.json").exists())]
+    if asks:
+        check_llm_endpoint(asks[0])  # an endpoint nobody answers at fails now, not after the teacher
     result = run_one(cfg)
-    for name, sub in subs.items():
-        result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub)
+    name = None
+    try:
+        for name, sub in subs.items():
+            result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub)
+    except BaseException:  # print what finished, then let the error (one line from cli) follow
+        print_summary(result, out_dir / "result.json", unfinished=f"{cfg.method.name}+{name}")
+        raise
     if cfg.stage in ("moons", "fisher", "proximity"):
         for md in sorted(out_dir.glob("*.md")):
             print(f"\n## {md.name}\n{md.read_text()}")

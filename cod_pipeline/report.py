@@ -1,47 +1,92 @@
-"""Aggregate per-run ``result.json`` files into the paper's results table.
+"""Aggregate per-run ``result.json`` files into the paper's results tables.
 
 Usage::
 
     python -m cod_pipeline.report <multirun dir or glob> [more ...] \
-        [--out DIR] [--metric accuracy|macro_f1|mcc|agreement|auto]
+        [--out DIR] [--metric accuracy|macro_f1|mcc|agreement|auto] \
+        [--group-by KEY[,KEY...]] [--ci t|bootstrap] [--n-boot N] [--no-paper]
 
-Layout (markdown / LaTeX): one row per dataset x variant (plus a gain row
-``Δ <variant>`` under every augmented variant), one column per k, cells
-``mean ± std`` over seeds in percentage points (x100, sample std, ddof=1).
-Missing cells are ``—``.  The teacher score per dataset is a separate column.
+Cells.  A cell is (dataset, variant, k).  The variant is method+augment
+(``kd``, ``kd+half``, ``kd+cod``; ``(α=…)`` when alphas differ, ``model/`` when
+models do) plus every *other* resolved-config key that differs between runs of
+the same (dataset, model, method, augment, alpha, k), shown as
+``[cfe.name=openai]``.  Configs are flattened (``cfe.name``,
+``model.student_training.lr``); paths, output dirs, logger, hydra, trainer,
+threads, resume, compare, task_name and seed are ignored, and so is ``cfe.*``
+for unpaired augments (as in the pipeline's run hash).  ``--group-by`` names the
+config keys allowed to split cells (the table axes dataset, model, method,
+augment, alpha and k always do); any other key that still differs inside a
+cell is reported in one loud warning, never dropped silently.  Runs with the
+same config *and* seed are duplicates: the newest file is kept, with a warning.
 
-``table.csv`` is long format with one row per (dataset, variant, k) of the
-full grid (missing cells have mean/std NaN and n=0).  ``mean``, ``std``,
-``gain`` and ``teacher`` are in percentage points (x100).
+Layout (markdown / LaTeX): one table per dataset with that dataset's own k
+columns; one row per variant, cells ``mean ± std`` over seeds in percentage
+points (x100, sample std, ddof=1); for MCC datasets (CoLA) the accuracy is
+shown in the same cell; ``paper`` rows (Tables 5/6 of arXiv 2510.21631) under
+every reproduced deberta_v3 / qwen2_5 variant; ``Δ`` rows with the paired gain
+over seeds (``+2.3 [−0.9, +5.5] 4/5``: mean difference, 95% CI, seeds won)
+against the same method without augmentation and against ``half`` (KD on the
+k/2 originals CoD uses) when present.  Missing cells are ``—``.
 
-Public API: :func:`collect`, :func:`aggregate`, :func:`render_markdown`,
-:func:`render_latex`, :func:`plot`, :func:`main`.
+Files written by :func:`main`: ``table.csv`` (long format, one row per
+(dataset, variant, k) of the full grid; scores x100), ``runs.csv`` (one row per
+run, with its status and the config keys that vary), ``table.md``,
+``table.tex``, ``plot_<dataset>.{png,pdf}`` and ``plot_all.{png,pdf}``.
+
+Public API: :func:`collect`, :func:`flatten_config`, :func:`prepare_runs`,
+:func:`aggregate`, :func:`build`, :func:`paper_table`, :func:`render_markdown`,
+:func:`render_latex`, :func:`plot`, :func:`main`; the statistics live in
+:mod:`cod_pipeline.stats`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from cod_pipeline.stats import CI_METHODS, ci_label, paired_gain_by_seed
+
 METRICS = ("accuracy", "macro_f1", "mcc", "agreement")
 METHOD_ORDER = {"finetune": 0, "kd": 1, "lwd": 2}
-AUGMENT_ORDER = {"none": 0, "cod": 1}
+AUGMENT_ORDER = {"none": 0, "half": 1, "cod": 2}
 MISSING = "—"
 MINUS = "−"
+#: augments that are baselines of the CoD-style variants (no Δ row of their own)
+BASELINE_AUGMENTS = ("none", "half")
 
 AGG_COLUMNS = [
     "dataset", "variant", "method", "augment", "alpha", "k", "mean", "std", "n",
-    "metric", "gain", "baseline", "teacher", "teacher_n", "teacher_metric",
+    "metric", "gain", "baseline", "teacher", "teacher_n", "teacher_metric", "teacher_acc",
+    "acc_mean", "acc_std",
+    "gain_mean", "gain_lo", "gain_hi", "gain_std", "wins", "ties", "n_pairs", "ci_method",
+    "baseline_half", "gain_half", "gain_half_mean", "gain_half_lo", "gain_half_hi", "gain_half_std",
+    "wins_half", "ties_half", "n_pairs_half",
+    "paper_mean", "paper_std", "paper_source",
 ]
+
+#: top-level config keys that never define a cell
+IGNORED_CONFIG = ("paths", "logger", "hydra", "trainer", "threads", "resume", "compare", "task_name",
+                  "seed", "stage")
+#: short names accepted by --group-by for the table's own axes
+GROUP_ALIASES = {"dataset": "dataset.name", "model": "model.name", "method": "method.name",
+                 "augment": "augment.name", "alpha": "method.alpha", "k": "k"}
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+PAPER_CSV = REFERENCE_DIR / "cod_paper_tables.csv"
+#: our model config name -> (paper table, the student of that table's pair)
+PAPER_PAIRS = {"deberta_v3": ("Table 5", "deberta-v3-xsmall"), "qwen2_5": ("Table 6", "qwen2.5-0.5b")}
+PAPER_METHODS = ("kd", "lwd")
+PAPER_AUGMENTS = ("none", "cod")
 
 
 def _warn(msg: str) -> None:
@@ -86,6 +131,48 @@ def _metrics_dict(d) -> dict:
     return out
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if v:
+                out.update(_flatten(v, key + "."))
+            else:
+                out[key] = "{}"
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v, sort_keys=True, default=str)
+        else:
+            out[key] = v
+    return out
+
+
+def _is_path_key(key: str) -> bool:
+    last = key.rsplit(".", 1)[-1]
+    return last in ("path", "dir") or last.endswith("_dir") or last.endswith("_path")
+
+
+def flatten_config(config) -> dict:
+    """The cell-relevant part of a resolved config, as ``{"dotted.key": value}``.
+
+    Drops the top-level keys in ``IGNORED_CONFIG``, every ``*path`` / ``*dir``
+    leaf, ``cfe.*`` when the augment is unpaired (no CFEs are used) and
+    ``method.alpha`` for finetune.  Lists become JSON strings.
+    """
+    if not isinstance(config, dict):
+        return {}
+    c = {k: v for k, v in config.items() if k not in IGNORED_CONFIG}
+    aug = c.get("augment")
+    if isinstance(aug, dict):
+        paired = aug.get("paired", aug.get("name") not in BASELINE_AUGMENTS)
+        if not paired:
+            c.pop("cfe", None)
+    flat = _flatten(c)
+    if flat.get("method.name") == "finetune":
+        flat.pop("method.alpha", None)
+    return {k: v for k, v in flat.items() if not _is_path_key(k)}
+
+
 def _parse(path: Path) -> dict | None:
     try:
         with open(path, encoding="utf-8") as f:
@@ -110,6 +197,7 @@ def _parse(path: Path) -> dict | None:
         "model": r.get("model"),
         "run_hash": r.get("run_hash"),
         "primary_metric": r.get("primary_metric") or ("mcc" if dataset == "cola" else "accuracy"),
+        "config": flatten_config(r.get("config")),
     }
     for m in METRICS:
         row[f"teacher_{m}"] = teacher.get(m, np.nan)
@@ -151,7 +239,7 @@ def _fmt_alpha(a: float) -> str:
 
 
 def _label_variants(df: pd.DataFrame) -> pd.DataFrame:
-    """Add ``alpha_key`` / ``variant`` columns to the student rows."""
+    """Add ``alpha_key`` / ``variant`` columns to the student rows (no config keys yet)."""
     stu = df["stage"] == "student"
     # finetune has no KD term: its alpha is meaningless, ignore it
     alpha_key = df["alpha"].where(df["method"] != "finetune")
@@ -184,222 +272,513 @@ def collect(paths) -> pd.DataFrame:
     """Read every ``result.json`` under ``paths`` (dirs or globs, recursive).
 
     Returns one row per valid file with columns path, mtime, stage, dataset,
-    model, method, augment, alpha, alpha_key, k, seed, primary_metric,
-    teacher_<metric>, student_<metric>, variant.  Invalid files are skipped
-    with a warning on stderr.
+    model, run_hash, primary_metric, method, augment, alpha, k, seed,
+    teacher_<metric>, student_<metric>, config (the :func:`flatten_config`
+    dict), alpha_key, variant.  Invalid files are skipped with a warning on
+    stderr.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     rows = [r for r in (_parse(p) for p in _expand(paths)) if r is not None]
     cols = ["path", "mtime", "stage", "dataset", "model", "run_hash", "primary_metric",
             "method", "augment", "alpha", "k", "seed"] + \
-        [f"teacher_{m}" for m in METRICS] + [f"student_{m}" for m in METRICS]
+        [f"teacher_{m}" for m in METRICS] + [f"student_{m}" for m in METRICS] + ["config"]
     df = pd.DataFrame(rows, columns=cols)
     df["alpha"] = df["alpha"].astype(float)
     return _label_variants(df)
 
 
 # --------------------------------------------------------------------------
-# aggregation
+# per-run preparation: cells from config keys, duplicates, scores
 # --------------------------------------------------------------------------
-def _variant_sort_key(method, alpha_key, augment, model):
-    a = alpha_key
-    a_rank = (2, 0.0) if a == 0 else ((0, 0.0) if (a is None or (isinstance(a, float) and math.isnan(a))) else (1, float(a)))
-    return (str(model or ""), METHOD_ORDER.get(method, 99), str(method), a_rank,
-            AUGMENT_ORDER.get(augment, 2), str(augment))
+_ABSENT = "<absent>"
 
 
-def _dedupe(stu: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    key = ["dataset", "variant", "k", "seed"]
-    before = len(stu)
-    stu = stu.sort_values("mtime", kind="stable").drop_duplicates(key, keep="last")
-    return stu, before - len(stu)
+def _canon(v) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
 
 
-def aggregate(df: pd.DataFrame, metric: str = "auto") -> pd.DataFrame:
-    """Long table over the full grid datasets x variants x ks.
+def _fmt_val(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
-    Columns: see ``AGG_COLUMNS``.  ``mean``/``std``/``gain``/``teacher`` are in
-    percentage points; ``std`` is the sample std (NaN with one seed); missing
-    cells have NaN mean and n=0.  ``gain`` = mean(variant) - mean(baseline) for
-    augmented variants, where the baseline is the same method/alpha with
-    augment=none.  ``agg.attrs['duplicates_dropped']`` counts runs dropped as
-    duplicates of (dataset, variant, k, seed) (newest file kept).
+
+def _nan_none(v):
+    return None if (v is None or (isinstance(v, float) and math.isnan(v))) else v
+
+
+def _splitting_keys(canon: pd.DataFrame, by: list[str], candidates: list[str]) -> list[str]:
+    """Candidates that take more than one value inside some group of ``by``."""
+    if not candidates or canon.empty:
+        return []
+    g = canon.groupby(by, sort=False)
+    return [k for k in candidates if int(g[k].nunique().max()) > 1]
+
+
+def prepare_runs(df: pd.DataFrame, metric: str = "auto", group_by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Student runs with their final cell label, score and status.
+
+    ``group_by``: config keys (flattened, e.g. ``cfe.name``; the aliases
+    ``dataset model method augment alpha k`` are accepted) that may split
+    cells; ``None`` = every key that differs between runs of the same
+    (dataset, model, method, augment, alpha, k).  Keys that differ inside a
+    cell but are not in ``group_by`` are merged with one warning.
+
+    Adds columns ``variant`` (with ``[key=value]`` for the splitting keys),
+    ``metric``, ``score`` and ``acc`` (x100), ``kept`` and ``status`` (``kept``,
+    ``duplicate`` = an older run with the same config and seed, ``no metric``).
+    ``attrs``: ``split_keys``, ``merged_keys``, ``varying_keys``,
+    ``duplicates_dropped``, ``metric``.
     """
     if metric not in METRICS + ("auto",):
         raise ValueError(f"unknown metric {metric!r}; choose from {METRICS + ('auto',)}")
     if "variant" not in df.columns:
         df = _label_variants(df)
-
     stu = df[df["stage"] == "student"].copy()
-    stu, ndup = _dedupe(stu)
-    if ndup:
-        _warn(f"dropped {ndup} duplicate run(s) sharing (dataset, variant, k, seed); kept the newest by mtime")
+    if "config" not in stu.columns:
+        stu["config"] = [{} for _ in range(len(stu))]
+    stu["config"] = [c if isinstance(c, dict) else {} for c in stu["config"]]
+    stu["_std"] = [repr((r.dataset, r.model, r.method, r.augment, _nan_none(r.alpha_key), int(r.k)))
+                   for r in stu.itertuples(index=False)]
 
-    def pick(r, prefix):
+    all_keys = sorted(set().union(*stu["config"])) if len(stu) else []
+    canon = pd.DataFrame({k: [_canon(c.get(k, _ABSENT)) for c in stu["config"]] for k in all_keys},
+                         index=stu.index)
+    varying = [k for k in all_keys if canon[k].nunique() > 1]
+    canon["_std"] = stu["_std"]
+    extras = _splitting_keys(canon, ["_std"], varying)
+    if group_by is None:
+        split = extras
+    else:
+        wanted = [GROUP_ALIASES.get(k, k) for k in group_by]
+        unknown = [k for k, w in zip(group_by, wanted) if w not in all_keys and k not in GROUP_ALIASES]
+        if unknown and len(stu):
+            _warn(f"--group-by key(s) not in any run's config: {', '.join(unknown)}")
+        split = [k for k in extras if k in wanted]
+    merged = _splitting_keys(canon, ["_std"] + split, [k for k in varying if k not in split])
+    if merged:
+        vals = []
+        for k in merged:
+            vs = sorted({_fmt_val(c[k]) for c in stu["config"] if k in c})
+            vals.append(f"{k} ({', '.join(vs[:4])}{', …' if len(vs) > 4 else ''})")
+        _warn("MERGED CONFIGS: some cells pool runs whose config differs in " + "; ".join(vals)
+              + " — these keys are not in --group-by; add them to split the cells")
+
+    def suffix(c: dict) -> str:
+        parts = [f"{k}={_fmt_val(c[k])}" for k in split if k in c]
+        return f" [{', '.join(parts)}]" if parts else ""
+
+    stu["variant"] = [v + suffix(c) for v, c in zip(stu["variant"], stu["config"])]
+    stu["_extras"] = [{k: _canon(c[k]) for k in split if k in c} for c in stu["config"]]
+
+    # true duplicates: same cell-relevant config and seed -> newest file wins
+    stu["_cfg"] = [_canon(c) for c in stu["config"]]
+    stu = stu.sort_values("mtime", kind="stable")
+    dup = stu.duplicated(["_std", "seed", "_cfg"], keep="last") if len(stu) else pd.Series(dtype=bool)
+    ndup = int(dup.sum())
+    if ndup:
+        _warn(f"dropped {ndup} duplicate run(s) with the same config and seed; kept the newest by mtime")
+
+    def pick(r):
         m = r["primary_metric"] if metric == "auto" else metric
-        if prefix == "teacher" and m == "agreement":
-            m = r["primary_metric"]  # agreement is undefined for the teacher
-        return m, r.get(f"{prefix}_{m}", np.nan)
+        return m, r.get(f"student_{m}", np.nan)
 
     if len(stu):
-        picked = stu.apply(lambda r: pick(r, "student"), axis=1)
+        picked = [pick(r) for _, r in stu.iterrows()]
         stu["metric"] = [p[0] for p in picked]
         stu["score"] = [p[1] * 100.0 for p in picked]
-        nan = stu["score"].isna()
-        if nan.any():
-            _warn(f"{int(nan.sum())} run(s) lack the requested metric; ignored")
-            stu = stu[~nan]
+        stu["acc"] = stu["student_accuracy"] * 100.0
     else:
-        stu["metric"] = pd.Series(dtype=object)
-        stu["score"] = pd.Series(dtype=float)
+        for c, t in (("metric", object), ("score", float), ("acc", float)):
+            stu[c] = pd.Series(dtype=t)
+    nan = stu["score"].isna() & ~dup
+    if nan.any():
+        _warn(f"{int(nan.sum())} run(s) lack the requested metric; ignored")
+    stu["status"] = np.where(dup, "duplicate", np.where(stu["score"].isna(), "no metric", "kept"))
+    stu["kept"] = stu["status"] == "kept"
+    stu.attrs.update(split_keys=list(split), merged_keys=list(merged), varying_keys=list(varying),
+                     duplicates_dropped=ndup, metric=metric)
+    return stu
+
+
+RUN_COLUMNS = ["dataset", "model", "variant", "method", "augment", "alpha", "k", "seed", "metric", "score",
+               "acc", "status", "path", "run_hash"]
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run for ``runs.csv``: scores x100, every student / teacher
+    metric (x100), status and a ``config.<key>`` column per varying config key."""
+    out = runs[[c for c in RUN_COLUMNS if c in runs.columns]].copy()
+    for m in METRICS:
+        out[f"student_{m}"] = runs[f"student_{m}"] * 100.0
+    for m in METRICS:
+        out[f"teacher_{m}"] = runs[f"teacher_{m}"] * 100.0
+    for k in runs.attrs.get("varying_keys", []):
+        out[f"config.{k}"] = [c.get(k) for c in runs["config"]]
+    return out.sort_values(["dataset", "variant", "k", "seed"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------
+# paper reference (arXiv 2510.21631, Tables 5 and 6)
+# --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def paper_table(path: str | None = None) -> pd.DataFrame:
+    """The paper's published figures shipped in ``cod_pipeline/reference/``
+    (columns source, pair, dataset, method, k, accuracy_mean, accuracy_std;
+    fractions, not x100).  See ``cod_pipeline/reference/README.md``."""
+    return pd.read_csv(path or PAPER_CSV)
+
+
+def _paper_lookup(model, student_name, dataset, method, augment, alpha_key):
+    """{k: (mean x100, std x100)} and the source, or (None, None) when the paper has no such row."""
+    if model not in PAPER_PAIRS or method not in PAPER_METHODS or augment not in PAPER_AUGMENTS:
+        return None, None
+    if alpha_key == 0:
+        return None, None  # an ablation; the paper's KD weight is 20
+    table, student = PAPER_PAIRS[model]
+    if student_name is not None and str(student_name).lower() != student:
+        return None, None  # another student than the paper's pair
+    try:
+        ref = paper_table()
+    except OSError as e:  # pragma: no cover - the CSV ships with the package
+        _warn(f"paper reference unavailable ({e})")
+        return None, None
+    name = method if augment == "none" else f"{method}+{augment}"
+    sel = ref[ref["source"].str.contains(table, regex=False) & (ref["dataset"] == dataset) & (ref["method"] == name)]
+    if sel.empty:
+        return None, None
+    vals = {int(r.k): (100.0 * r.accuracy_mean, 100.0 * r.accuracy_std) for r in sel.itertuples(index=False)}
+    return vals, str(sel["source"].iloc[0])
+
+
+# --------------------------------------------------------------------------
+# aggregation
+# --------------------------------------------------------------------------
+def _variant_sort_key(method, alpha_key, augment, model, extras=""):
+    a = alpha_key
+    a_rank = (2, 0.0) if a == 0 else ((0, 0.0) if (a is None or (isinstance(a, float) and math.isnan(a))) else (1, float(a)))
+    return (str(model or ""), METHOD_ORDER.get(method, 99), str(method), a_rank,
+            AUGMENT_ORDER.get(augment, 3), str(augment), str(extras))
+
+
+def _same_alpha(a, b) -> bool:
+    return (pd.isna(a) and pd.isna(b)) or a == b
+
+
+def build(df: pd.DataFrame, metric: str = "auto", *, group_by: Sequence[str] | None = None, ci: str = "t",
+          n_boot: int = 10_000, level: float = 0.95, paper: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(agg, runs)``: the long table of :func:`aggregate` and the per-run
+    frame of :func:`prepare_runs` it was computed from."""
+    if ci not in CI_METHODS:
+        raise ValueError(f"unknown ci {ci!r}; choose from {CI_METHODS}")
+    if "variant" not in df.columns:
+        df = _label_variants(df)
+    runs = prepare_runs(df, metric, group_by)
+    kept = runs[runs["kept"]]
+    split_keys = runs.attrs.get("split_keys", [])
 
     # teacher score per dataset: mean over unique teachers
+    def pick_teacher(r):
+        m = r["primary_metric"] if metric == "auto" else metric
+        if m == "agreement":
+            m = r["primary_metric"]  # agreement is undefined for the teacher
+        return m, r.get(f"teacher_{m}", np.nan)
+
     tcols = [f"teacher_{m}" for m in METRICS]
     teach = {}
     for ds, g in df.groupby("dataset", sort=False):
         g = g.dropna(subset=tcols, how="all").drop_duplicates(subset=tcols)
         vals, tmetric = [], None
         for _, r in g.iterrows():
-            tmetric, v = pick(r, "teacher")
+            tmetric, v = pick_teacher(r)
             if not pd.isna(v):
                 vals.append(v * 100.0)
-        teach[ds] = (float(np.mean(vals)) if vals else np.nan, len(vals), tmetric)
+        accs = g["teacher_accuracy"].dropna() * 100.0
+        teach[ds] = (float(np.mean(vals)) if vals else np.nan, len(vals), tmetric,
+                     float(accs.mean()) if len(accs) else np.nan)
 
     # grid
-    datasets = sorted(set(stu["dataset"]) | set(teach))
-    vinfo = (stu.drop_duplicates("variant")[["variant", "method", "augment", "alpha_key", "model"]]
-             if len(stu) else pd.DataFrame(columns=["variant", "method", "augment", "alpha_key", "model"]))
-    vinfo = sorted(vinfo.itertuples(index=False),
-                   key=lambda v: _variant_sort_key(v.method, v.alpha_key, v.augment, v.model))
-    ks = sorted(stu["k"].astype(int).unique().tolist()) if len(stu) else []
+    datasets = sorted(set(kept["dataset"]) | set(teach))
+    vcols = ["variant", "method", "augment", "alpha_key", "model"]
+    if len(kept):
+        first = kept.drop_duplicates("variant")
+        vinfo = [dict(variant=r["variant"], method=r["method"], augment=r["augment"], alpha_key=r["alpha_key"],
+                      model=r["model"], extras=r["_extras"], student=r["config"].get("model.student.name"),
+                      raw={k: r["config"][k] for k in r["_extras"]})
+                 for _, r in first.iterrows()]
+    else:
+        vinfo = []
+    vinfo.sort(key=lambda v: _variant_sort_key(v["method"], v["alpha_key"], v["augment"], v["model"],
+                                               _canon(v["extras"])))
+    ks = sorted(kept["k"].astype(int).unique().tolist()) if len(kept) else []
 
-    # dataset metric label (for 'auto' it can differ per dataset)
     ds_metric = {}
     for ds in datasets:
-        ms = stu.loc[stu["dataset"] == ds, "metric"].unique().tolist()
-        if ms:
-            ds_metric[ds] = "/".join(sorted(ms))
-        else:
-            ds_metric[ds] = metric if metric != "auto" else ("mcc" if ds == "cola" else "accuracy")
+        ms = kept.loc[kept["dataset"] == ds, "metric"].unique().tolist()
+        ds_metric[ds] = "/".join(sorted(ms)) if ms else (
+            metric if metric != "auto" else ("mcc" if ds == "cola" else "accuracy"))
 
-    g = stu.groupby(["dataset", "variant", "k"])["score"]
-    stats = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
+    stats = kept.groupby(["dataset", "variant", "k"]).agg(
+        mean=("score", "mean"), std=("score", "std"), n=("score", "count"),
+        acc_mean=("acc", "mean"), acc_std=("acc", "std"))
+    per_seed = kept.groupby(["dataset", "variant", "k", "seed"])["score"].mean()
+    seed_maps: dict = {}
+    for (ds, var, k, seed), v in per_seed.items():
+        seed_maps.setdefault((ds, var, int(k)), {})[int(seed)] = float(v)
+
+    def find_base(v, aug):
+        cands = [b for b in vinfo if b["augment"] == aug and b["method"] == v["method"] and b["model"] == v["model"]
+                 and _same_alpha(b["alpha_key"], v["alpha_key"])
+                 and all(v["extras"].get(key) == val for key, val in b["extras"].items())]
+        return max(cands, key=lambda b: len(b["extras"]))["variant"] if cands else None
+
+    base_of, half_of, paper_of = {}, {}, {}
+    for v in vinfo:
+        if v["augment"] not in BASELINE_AUGMENTS:
+            base_of[v["variant"]] = find_base(v, "none")
+            half_of[v["variant"]] = find_base(v, "half")
+        if paper:
+            paper_of[v["variant"]] = {ds: _paper_lookup(v["model"], v["student"], ds, v["method"], v["augment"],
+                                                        v["alpha_key"]) for ds in datasets}
+
+    def gain_stats(ds, var, base, k, mean):
+        nan = dict(gain=np.nan, mean=np.nan, lo=np.nan, hi=np.nan, std=np.nan, wins=0, ties=0, n=0)
+        if base is None:
+            return nan
+        bkey = (ds, base, k)
+        bmean = float(stats.loc[bkey, "mean"]) if bkey in stats.index else np.nan
+        g = paired_gain_by_seed(seed_maps.get((ds, var, k), {}), seed_maps.get(bkey, {}), ci,
+                                level=level, n_boot=n_boot)
+        return dict(gain=mean - bmean, mean=g["mean"], lo=g["lo"], hi=g["hi"], std=g["std"],
+                    wins=g["wins"], ties=g["ties"], n=g["n"])
+
     rows = []
     for ds in datasets:
-        t, tn, tm = teach.get(ds, (np.nan, 0, None))
+        t, tn, tm, tacc = teach.get(ds, (np.nan, 0, None, np.nan))
         for v in vinfo:
+            var = v["variant"]
+            pvals, psrc = paper_of.get(var, {}).get(ds, (None, None))
             for k in ks:
-                key = (ds, v.variant, k)
+                key = (ds, var, k)
                 if key in stats.index:
                     s = stats.loc[key]
                     mean, std, n = float(s["mean"]), float(s["std"]), int(s["n"])
+                    acc_mean, acc_std = float(s["acc_mean"]), float(s["acc_std"])
                 else:
-                    mean, std, n = np.nan, np.nan, 0
-                rows.append(dict(dataset=ds, variant=v.variant, method=v.method, augment=v.augment,
-                                 alpha=v.alpha_key, k=int(k), mean=mean, std=std, n=n,
-                                 metric=ds_metric[ds], teacher=t, teacher_n=tn,
-                                 teacher_metric=tm or ds_metric[ds], _model=v.model))
-    agg = pd.DataFrame(rows, columns=AGG_COLUMNS[:9] + ["metric", "teacher", "teacher_n", "teacher_metric", "_model"])
+                    mean = std = acc_mean = acc_std = np.nan
+                    n = 0
+                g1 = gain_stats(ds, var, base_of.get(var), k, mean)
+                g2 = gain_stats(ds, var, half_of.get(var), k, mean)
+                pm, ps = (pvals or {}).get(k, (np.nan, np.nan))
+                rows.append(dict(
+                    dataset=ds, variant=var, method=v["method"], augment=v["augment"], alpha=v["alpha_key"],
+                    k=int(k), mean=mean, std=std, n=n, metric=ds_metric[ds],
+                    gain=g1["gain"], baseline=base_of.get(var), teacher=t, teacher_n=tn,
+                    teacher_metric=tm or ds_metric[ds], teacher_acc=tacc, acc_mean=acc_mean, acc_std=acc_std,
+                    gain_mean=g1["mean"], gain_lo=g1["lo"], gain_hi=g1["hi"], gain_std=g1["std"],
+                    wins=g1["wins"], ties=g1["ties"], n_pairs=g1["n"],
+                    ci_method=ci if var in base_of else None,
+                    baseline_half=half_of.get(var), gain_half=g2["gain"], gain_half_mean=g2["mean"],
+                    gain_half_lo=g2["lo"], gain_half_hi=g2["hi"], gain_half_std=g2["std"],
+                    wins_half=g2["wins"], ties_half=g2["ties"], n_pairs_half=g2["n"],
+                    paper_mean=pm, paper_std=ps, paper_source=psrc if pvals else None,
+                    **{f"config.{key}": v["raw"].get(key) for key in split_keys}))
+    agg = pd.DataFrame(rows, columns=AGG_COLUMNS + [f"config.{key}" for key in split_keys])
+    agg.attrs.update(duplicates_dropped=runs.attrs.get("duplicates_dropped", 0), ks=ks, metric=metric, ci=ci,
+                     ci_label=ci_label(ci, level, n_boot), level=level, n_boot=n_boot,
+                     split_keys=runs.attrs.get("split_keys", []), merged_keys=runs.attrs.get("merged_keys", []))
+    return agg, runs
 
-    # gain vs. baseline (same model, method, alpha, augment=none)
-    base_of = {}
-    for v in vinfo:
-        if v.augment == "none":
-            continue
-        cands = [b for b in vinfo if b.augment == "none" and b.method == v.method and b.model == v.model
-                 and ((pd.isna(b.alpha_key) and pd.isna(v.alpha_key)) or b.alpha_key == v.alpha_key)]
-        base_of[v.variant] = cands[0].variant if cands else None
-    means = agg.set_index(["dataset", "variant", "k"])["mean"]
-    gains, bases = [], []
-    for r in agg.itertuples(index=False):
-        b = base_of.get(r.variant)
-        bases.append(b)
-        if b is None:
-            gains.append(np.nan)
-        else:
-            gains.append(r.mean - means.get((r.dataset, b, r.k), np.nan))
-    agg["gain"] = gains
-    agg["baseline"] = bases
-    agg = agg.drop(columns="_model")[AGG_COLUMNS]
-    agg.attrs["duplicates_dropped"] = ndup
-    agg.attrs["ks"] = ks
-    agg.attrs["metric"] = metric
-    return agg
+
+def aggregate(df: pd.DataFrame, metric: str = "auto", *, group_by: Sequence[str] | None = None, ci: str = "t",
+              n_boot: int = 10_000, level: float = 0.95, paper: bool = True) -> pd.DataFrame:
+    """Long table over the full grid datasets x variants x ks (columns: ``AGG_COLUMNS``).
+
+    ``mean``/``std``/``acc_*``/``gain*``/``teacher``/``paper_*`` are in
+    percentage points; ``std`` is the sample std (NaN with one seed); missing
+    cells have NaN mean and n=0.  ``gain`` = mean(variant) − mean(baseline)
+    (cell means); ``gain_mean``/``gain_lo``/``gain_hi`` = paired difference
+    over the seeds both cells ran (runs pooled in one cell with the same seed
+    are averaged first), with its CI (``ci_method``), ``wins`` /
+    ``ties`` / ``n_pairs`` = seeds where the variant is above / equal / all
+    pairs.  The baseline is the same model/method/alpha with augment=none;
+    ``*_half`` columns compare with augment=half (KD on k/2 originals).
+    ``paper_*``: the paper's accuracy for deberta_v3 / qwen2_5 variants;
+    ``config.<key>``: the value of each config key that splits cells.
+    ``agg.attrs``: duplicates_dropped, ks, metric, ci, ci_label, split_keys,
+    merged_keys.  See :func:`prepare_runs` for ``group_by``.
+    """
+    return build(df, metric, group_by=group_by, ci=ci, n_boot=n_boot, level=level, paper=paper)[0]
 
 
 # --------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------
-def _fmt_cell(mean, std, n, with_n: bool) -> str:
+def _signed(x: float) -> str:
+    x = round(float(x), 1)
+    if x == 0:
+        return "±0.0"
+    return f"+{x:.1f}" if x > 0 else f"{MINUS}{abs(x):.1f}"
+
+
+def _bound(x: float) -> str:
+    return "0.0" if round(float(x), 1) == 0 else _signed(x)
+
+
+def _fmt_ms(mean, std) -> str:
+    s = f"{mean:.1f} ± " + ("–" if pd.isna(std) else f"{std:.1f}")
+    return s.replace("-", MINUS)
+
+
+def _fmt_cell(mean, std, n, with_n: bool, acc=None) -> str:
     if n == 0 or pd.isna(mean):
         return MISSING
-    s = f"{mean:.1f} ± " + ("–" if pd.isna(std) else f"{std:.1f}")
-    s = s.replace("-", MINUS) if mean < 0 else s
+    s = _fmt_ms(mean, std)
+    if acc is not None and not pd.isna(acc[0]):
+        s += f" (acc {_fmt_ms(*acc)})"
     return f"{s} (n={n})" if with_n else s
 
 
 def _fmt_gain(g) -> str:
-    if pd.isna(g):
-        return MISSING
-    g = round(float(g), 1)
-    if g == 0:
-        return "±0.0"
-    return f"+{g:.1f}" if g > 0 else f"{MINUS}{abs(g):.1f}"
+    return MISSING if pd.isna(g) else _signed(g)
+
+
+def _fmt_paired(mean, lo, hi, wins, n, unpaired) -> str:
+    if not n:
+        return MISSING if pd.isna(unpaired) else f"{_signed(unpaired)} (unpaired)"
+    ci = "[–]" if pd.isna(lo) else f"[{_bound(lo)}, {_bound(hi)}]"
+    return f"{_signed(mean)} {ci} {int(wins)}/{int(n)}"
 
 
 def _fmt_teacher(t) -> str:
     return MISSING if pd.isna(t) else f"{t:.1f}"
 
 
-def _layout(agg: pd.DataFrame):
-    """Rows of the paper layout: (dataset_label, teacher, variant_label, cells, is_gain, new_block)."""
-    ks = sorted(agg["k"].unique().tolist())
+def _ks_of(d: pd.DataFrame) -> list[int]:
+    """The k values that ran for this dataset (all grid ks when none did)."""
+    ran = sorted(d.loc[d["n"] > 0, "k"].astype(int).unique().tolist())
+    return ran or sorted(d["k"].astype(int).unique().tolist())
+
+
+def _blocks(agg: pd.DataFrame):
+    """Per dataset: dict(dataset, label, teacher, ks, rows) with rows (label, cells, kind, means)
+    where kind is variant / paper / gain and means are the cell means (for bolding)."""
     filled = agg[agg["n"] > 0]["n"]
     with_n = filled.nunique() > 1
-    note = (f"n = {int(filled.iloc[0])} seed(s) per cell" if len(filled) and not with_n
-            else "cells: mean ± std over seeds (n = number of seeds)")
     out = []
-    order = list(dict.fromkeys(agg["dataset"]))
-    for ds in order:
+    for ds in dict.fromkeys(agg["dataset"]):
         d = agg[agg["dataset"] == ds]
-        first = True
+        ks = _ks_of(d)
         metric = d["metric"].iloc[0]
+        show_acc = "mcc" in str(metric)
         tm = d["teacher_metric"].iloc[0]
         t_label = _fmt_teacher(d["teacher"].iloc[0])
         if tm != metric and t_label != MISSING:
             t_label += f" ({tm})"
+        if show_acc and t_label != MISSING and not pd.isna(d["teacher_acc"].iloc[0]):
+            t_label += f" (acc {d['teacher_acc'].iloc[0]:.1f})"
+        rows, papers = [], set()
         for var in dict.fromkeys(d["variant"]):
             dv = d[d["variant"] == var].set_index("k")
-            cells = [_fmt_cell(dv.at[k, "mean"], dv.at[k, "std"], int(dv.at[k, "n"]), with_n) for k in ks]
-            out.append((f"{ds} ({metric})" if first else "", t_label if first else "", var, cells, False, first))
-            first = False
-            if dv["augment"].iloc[0] != "none":
+            cells = [_fmt_cell(dv.at[k, "mean"], dv.at[k, "std"], int(dv.at[k, "n"]), with_n,
+                               (dv.at[k, "acc_mean"], dv.at[k, "acc_std"]) if show_acc else None) for k in ks]
+            rows.append((var, cells, "variant", [dv.at[k, "mean"] for k in ks]))
+            src = dv["paper_source"].dropna()
+            name = var.split(" [", 1)[0]  # the paper has one generator: no config suffix
+            if len(src) and (name, src.iloc[0]) not in papers:
+                papers.add((name, src.iloc[0]))
+                pre = "acc " if metric != "accuracy" else ""
+                pc = [MISSING if pd.isna(dv.at[k, "paper_mean"]) else pre + _fmt_ms(dv.at[k, "paper_mean"],
+                                                                                     dv.at[k, "paper_std"])
+                      for k in ks]
+                table = src.iloc[0][src.iloc[0].find("Table"):] if "Table" in src.iloc[0] else "paper"
+                rows.append((f"paper {name} ({table})", pc, "paper", None))
+            if dv["augment"].iloc[0] not in BASELINE_AUGMENTS:
                 base = dv["baseline"].iloc[0]
                 lab = f"Δ {var} vs {base}" if base else f"Δ {var} (no baseline)"
-                out.append(("", "", lab, [_fmt_gain(dv.at[k, "gain"]) for k in ks], True, False))
-    return ks, out, note
+                rows.append((lab, [_fmt_paired(dv.at[k, "gain_mean"], dv.at[k, "gain_lo"], dv.at[k, "gain_hi"],
+                                               dv.at[k, "wins"], dv.at[k, "n_pairs"], dv.at[k, "gain"]) for k in ks],
+                             "gain", None))
+                half = dv["baseline_half"].iloc[0]
+                if half:
+                    rows.append((f"Δ {var} vs {half}",
+                                 [_fmt_paired(dv.at[k, "gain_half_mean"], dv.at[k, "gain_half_lo"],
+                                              dv.at[k, "gain_half_hi"], dv.at[k, "wins_half"],
+                                              dv.at[k, "n_pairs_half"], dv.at[k, "gain_half"]) for k in ks],
+                                 "gain", None))
+        out.append(dict(dataset=ds, label=f"{ds} ({metric})", metric=metric, teacher=t_label, ks=ks, rows=rows,
+                        show_acc=show_acc, half=bool((d["augment"] == "half").any()),
+                        papers=sorted(set(d["paper_source"].dropna()))))
+    return out, with_n
+
+
+def _best(rows, ncols) -> list[set]:
+    """Per column, the indices of the variant rows with the highest (rounded) mean."""
+    best = []
+    for j in range(ncols):
+        vals = {i: round(float(r[3][j]), 1) for i, r in enumerate(rows)
+                if r[2] == "variant" and not pd.isna(r[3][j])}
+        top = max(vals.values()) if vals else None
+        best.append({i for i, v in vals.items() if v == top} if len(vals) > 1 else set())
+    return best
+
+
+def _notes(agg: pd.DataFrame, with_n: bool, blocks) -> list[str]:
+    """Legend lines for the given blocks (all datasets for markdown, one for a LaTeX caption)."""
+    filled = agg[agg["n"] > 0]["n"]
+    if len(filled) and not with_n:
+        n = int(filled.iloc[0])
+        cells = f"Cells: mean ± std over {n} seed{'s' if n != 1 else ''} (sample std, ddof = 1); scores ×100."
+    else:
+        cells = "Cells: mean ± std over n seeds (sample std, ddof = 1; n in each cell); scores ×100."
+    notes = [cells]
+    if any(b["show_acc"] for b in blocks):
+        notes.append("MCC datasets: MCC ± std, with the accuracy ± std of the same runs in parentheses.")
+    lab = agg.attrs.get("ci_label", ci_label(agg.attrs.get("ci", "t")))
+    notes.append(f"Δ rows: paired difference (variant − baseline) over the seeds both ran: "
+                 f"mean [{lab}] seeds won/pairs; \"(unpaired)\" = difference of cell means when no seed is shared.")
+    if any(b["half"] for b in blocks):
+        notes.append("+half = the same method on only the k/2 originals CoD uses (KD(k/2)).")
+    srcs = sorted({s for b in blocks for s in b["papers"]})
+    if srcs:
+        notes.append(f"paper rows: {', '.join(srcs)}, test accuracy ×100, mean ± std over 5 runs "
+                     "(cod_pipeline/reference/README.md).")
+    notes.append(f"{MISSING} = missing cell.")
+    nd = agg.attrs.get("duplicates_dropped", 0)
+    if nd:
+        notes.append(f"{nd} duplicate run(s) (same config and seed) dropped, newest kept.")
+    mk = agg.attrs.get("merged_keys") or []
+    if mk:
+        notes.append(f"WARNING: cells pool runs that differ in {', '.join(mk)} (not in --group-by).")
+    return notes
 
 
 def render_markdown(agg: pd.DataFrame) -> str:
-    """Paper-layout markdown table (plus a one-line note on seeds / units)."""
+    """One markdown table per dataset (its own k columns), then the notes."""
     if agg.empty:
         return "_no results_\n"
-    ks, rows, note = _layout(agg)
-    header = ["Dataset (metric)", "Teacher", "Variant"] + [f"k={k}" for k in ks]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join([":---", "---:", ":---"] + ["---:"] * len(ks)) + "|"]
-    for ds, t, var, cells, is_gain, _ in rows:
-        if is_gain:
-            var = f"*{var}*"
-            cells = [f"*{c}*" if c != MISSING else c for c in cells]
-        lines.append("| " + " | ".join([ds, t, var.replace("|", "\\|")] + cells) + " |")
-    extra = ""
-    nd = agg.attrs.get("duplicates_dropped", 0)
-    if nd:
-        extra = f"; {nd} duplicate run(s) dropped (newest kept)"
-    lines.append("")
-    lines.append(f"Scores ×100; {note}; {MISSING} = missing cell; Δ = gain over the same method without augmentation{extra}.")
+    blocks, with_n = _blocks(agg)
+    lines = []
+    for b in blocks:
+        ks = b["ks"]
+        lines += [f"### {b['label']}", "",
+                  "| " + " | ".join(["Dataset (metric)", "Teacher", "Variant"] + [f"k={k}" for k in ks]) + " |",
+                  "|" + "|".join([":---", "---:", ":---"] + ["---:"] * len(ks)) + "|"]
+        best = _best(b["rows"], len(ks))
+        for i, (var, cells, kind, _) in enumerate(b["rows"]):
+            cells = list(cells)
+            if kind == "gain":
+                var = f"*{var}*"
+                cells = [f"*{c}*" if c != MISSING else c for c in cells]
+            elif kind == "variant":
+                cells = [f"**{c}**" if i in best[j] else c for j, c in enumerate(cells)]
+            first = i == 0
+            lines.append("| " + " | ".join([b["label"] if first else "", b["teacher"] if first else "",
+                                            var.replace("|", "\\|")] + cells) + " |")
+        lines.append("")
+    lines += _notes(agg, with_n, blocks)
+    lines.append("Bold: best reproduced variant per k.")
     return "\n".join(lines) + "\n"
 
 
@@ -407,7 +786,7 @@ _TEX_MAP = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "α": r"$\alpha$", "Δ": r"$\Delta$", MINUS: r"$-$", MISSING: "--", "–": "--",
-    "×": r"$\times$",
+    "×": r"$\times$", "…": r"\ldots{}", '"': "''",
 }
 
 
@@ -416,37 +795,86 @@ def _tex(s: str) -> str:
 
 
 def render_latex(agg: pd.DataFrame) -> str:
-    """LaTeX ``tabular`` (booktabs rules) of the same layout as the markdown."""
+    """One LaTeX ``table`` per dataset (booktabs rules, caption, label
+    ``tab:cod-<dataset>``), best reproduced cell per k column in bold."""
     if agg.empty:
         return "% no results\n"
-    ks, rows, note = _layout(agg)
-    lines = [r"% requires \usepackage{booktabs}",
-             r"\begin{tabular}{ll l" + "r" * len(ks) + "}", r"\toprule",
-             " & ".join(["Dataset", "Teacher", "Variant"] + [f"$k={k}$" for k in ks]) + r" \\",
-             r"\midrule"]
-    started = False
-    for ds, t, var, cells, is_gain, new_block in rows:
-        if new_block and started:
-            lines.append(r"\midrule")
-        started = True
-        v = _tex(var)
-        cs = [_tex(c) for c in cells]
-        if is_gain:
-            v = r"\textit{" + v + "}"
-            cs = [r"\textit{" + c + "}" if c != "--" else c for c in cs]
-        lines.append(" & ".join([_tex(ds), _tex(t), v] + cs) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", "% " + _tex(f"Scores ×100; {note}")]
-    return "\n".join(lines) + "\n"
+    blocks, with_n = _blocks(agg)
+    lines = [r"% requires \usepackage{booktabs}"]
+    for b in blocks:
+        notes = " ".join(_notes(agg, with_n, [b])).replace(" (cod_pipeline/reference/README.md)", "")
+        ks = b["ks"]
+        label = "tab:cod-" + "".join(c if c.isalnum() else "-" for c in str(b["dataset"]))
+        caption = (f"{b['dataset']}: student {b['metric']} (×100), teacher {b['teacher']}. {notes} "
+                   f"Bold: best reproduced variant per k.")
+        lines += [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex(caption) + "}", r"\label{" + label + "}",
+                  r"\begin{tabular}{l" + "r" * len(ks) + "}", r"\toprule",
+                  " & ".join(["Variant"] + [f"$k={k}$" for k in ks]) + r" \\", r"\midrule"]
+        best = _best(b["rows"], len(ks))
+        for i, (var, cells, kind, _) in enumerate(b["rows"]):
+            v = _tex(var)
+            cs = [_tex(c) for c in cells]
+            if kind == "gain":
+                v = r"\textit{" + v + "}"
+                cs = [r"\textit{" + c + "}" if c != "--" else c for c in cs]
+            elif kind == "paper":
+                v = r"\quad\textit{" + v + "}"
+            else:
+                if i:
+                    lines.append(r"\addlinespace")
+                cs = [r"\textbf{" + c + "}" if i in best[j] else c for j, c in enumerate(cs)]
+            lines.append(" & ".join([v] + cs) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
 
 
 def _slug(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))
 
 
+def _draw_panel(ax, d: pd.DataFrame, colour: dict, styles: dict, offset: dict, show_paper: bool) -> None:
+    ks = _ks_of(d)
+    paper_done, papers = False, set()
+    show_paper = show_paper and d["metric"].iloc[0] == "accuracy"  # the paper reports accuracy only
+    for var in dict.fromkeys(d["variant"]):
+        dv = d[(d["variant"] == var) & (d["n"] > 0) & d["k"].isin(ks)].sort_values("k")
+        if dv.empty:
+            continue
+        aug = dv["augment"].iloc[0]
+        x = dv["k"].to_numpy(float) * offset[var]
+        ax.errorbar(x, dv["mean"], yerr=dv["std"].fillna(0.0), label=var, color=colour[var],
+                    linestyle=styles.get(aug, ":"), marker="o", markersize=4, capsize=3,
+                    markerfacecolor="white" if aug in BASELINE_AUGMENTS else None)
+        pv = d[(d["variant"] == var) & d["k"].isin(ks) & d["paper_mean"].notna()].sort_values("k")
+        name = var.split(" [", 1)[0]
+        if show_paper and len(pv) and name not in papers:
+            papers.add(name)
+            ax.scatter(pv["k"].to_numpy(float) * offset[var], pv["paper_mean"], marker="x", s=28,
+                       color=colour[var])
+            if not paper_done:  # one legend entry, in black: the markers take their variant's colour
+                ax.scatter([], [], marker="x", s=28, color="black", label="paper (accuracy)")
+            paper_done = True
+    t = d["teacher"].iloc[0]
+    if not pd.isna(t):
+        ax.axhline(t, color="grey", linewidth=1, linestyle=(0, (2, 2)), label="teacher")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.minorticks_off()
+    if len(ks) == 1:
+        ax.set_xlim(ks[0] / 1.6, ks[0] * 1.6)
+    ax.set_xlabel("k (shots)")
+    ax.set_ylabel(f"{d['metric'].iloc[0]} (×100)")
+    ax.set_title(str(d["dataset"].iloc[0]))
+    ax.grid(True, alpha=0.3)
+
+
 def plot(agg: pd.DataFrame, out_dir) -> list[Path]:
-    """One PNG per dataset: score vs k (log2 x), one colour per method/alpha,
-    solid = CoD, dashed = no augmentation, dotted/dash-dot = other augments,
-    error bars = std; teacher as a grey horizontal line."""
+    """Per dataset ``plot_<dataset>.png`` + ``.pdf`` and one multi-panel
+    ``plot_all.png`` + ``.pdf``: score vs k (log2 x, only the ks that ran), one
+    colour per variant, solid = CoD, dashed = no augmentation, other styles for
+    other augments; error bars = std over seeds, offset along x per variant so
+    they do not overlap; × = the paper's accuracy; grey line = teacher."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -454,52 +882,53 @@ def plot(agg: pd.DataFrame, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    styles = {"none": "--", "cod": "-"}
+    if agg.empty:
+        return written
+    styles = {"none": "--", "cod": "-", "half": (0, (3, 1, 1, 1))}
     other_styles = [":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3))]
-    augs = [a for a in dict.fromkeys(agg["augment"]) if a not in styles]
-    for i, a in enumerate(augs):
+    for i, a in enumerate(a for a in dict.fromkeys(agg["augment"]) if a not in styles):
         styles[a] = other_styles[i % len(other_styles)]
-    cmap = plt.get_cmap("tab10")
-    base_names = list(dict.fromkeys(_base_name(v, a) for v, a in zip(agg["variant"], agg["augment"])))
-    colour = {b: cmap(i % 10) for i, b in enumerate(base_names)}
+    variants = list(dict.fromkeys(agg["variant"]))
+    cmap = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    colour = {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
+    step = min(0.06, 0.4 / max(len(variants), 1))  # log2 units between neighbouring variants
+    offset = {v: 2.0 ** ((i - (len(variants) - 1) / 2.0) * step) for i, v in enumerate(variants)}
+    show_paper = agg["paper_mean"].notna().any()
 
-    for ds in dict.fromkeys(agg["dataset"]):
-        d = agg[agg["dataset"] == ds]
+    def save(fig, stem):
+        for ext, kw in (("png", {"dpi": 120}), ("pdf", {})):
+            p = out_dir / f"{stem}.{ext}"
+            fig.savefig(p, **kw)
+            written.append(p)
+        plt.close(fig)
+
+    datasets = list(dict.fromkeys(agg["dataset"]))
+    for ds in datasets:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for var in dict.fromkeys(d["variant"]):
-            dv = d[(d["variant"] == var) & (d["n"] > 0)].sort_values("k")
-            if dv.empty:
-                continue
-            aug = dv["augment"].iloc[0]
-            ax.errorbar(dv["k"], dv["mean"], yerr=dv["std"].fillna(0.0), label=var,
-                        color=colour[_base_name(var, aug)], linestyle=styles.get(aug, ":"),
-                        marker="o", markersize=4, capsize=3,
-                        markerfacecolor="white" if aug == "none" else None)
-        t = d["teacher"].iloc[0]
-        if not pd.isna(t):
-            ax.axhline(t, color="grey", linewidth=1, linestyle=(0, (2, 2)), label="teacher")
-        ax.set_xscale("log", base=2)
-        ks = sorted(d["k"].unique())
-        if ks:
-            ax.set_xticks(ks)
-            ax.set_xticklabels([str(k) for k in ks])
-        ax.set_xlabel("k (shots)")
-        ax.set_ylabel(f"{d['metric'].iloc[0]} (×100)")
-        ax.set_title(str(ds))
-        ax.grid(True, alpha=0.3)
+        _draw_panel(ax, agg[agg["dataset"] == ds], colour, styles, offset, show_paper)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        p = out_dir / f"plot_{_slug(ds)}.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        written.append(p)
+        save(fig, f"plot_{_slug(ds)}")
+
+    ncols = min(3, len(datasets))
+    nrows = math.ceil(len(datasets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    handles = {}
+    for ax, ds in zip(axes.flat, datasets):
+        _draw_panel(ax, agg[agg["dataset"] == ds], colour, styles, offset, show_paper)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    legend_h = 0.15 + 0.2 * math.ceil(len(handles) / 4) if handles else 0.0  # inches
+    fig.set_size_inches(4.2 * ncols, 3.3 * nrows + legend_h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", fontsize=7,
+                   ncol=min(len(handles), 4), frameon=False)
+    fig.tight_layout(rect=(0, legend_h / (3.3 * nrows + legend_h), 1, 1))
+    save(fig, "plot_all")
     return written
-
-
-def _base_name(variant: str, augment: str) -> str:
-    """Variant label with the augmentation removed (colour key: method/alpha)."""
-    return variant if augment == "none" else variant.replace(f"+{augment}", "", 1)
 
 
 # --------------------------------------------------------------------------
@@ -518,11 +947,20 @@ def _default_out(first: str) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cod_pipeline.report",
-                                 description="Aggregate result.json files into the CoD results table.")
+                                 description="Aggregate result.json files into the CoD results tables.")
     ap.add_argument("paths", nargs="+", help="multirun dir(s) or glob(s), searched recursively for result.json")
     ap.add_argument("--out", default=None, help="output dir (default: <first dir>/report)")
     ap.add_argument("--metric", default="auto", choices=list(METRICS) + ["auto"])
+    ap.add_argument("--group-by", default=None, metavar="KEY[,KEY...]",
+                    help="config keys (flattened, e.g. cfe.name,model.student_training.lr) that may split cells; "
+                         "dataset, model, method, augment, alpha and k always do. Default: every key that differs "
+                         "between runs; keys left out are pooled with a warning")
+    ap.add_argument("--ci", default="t", choices=list(CI_METHODS),
+                    help="confidence interval of the paired gains: Student t (default) or percentile bootstrap")
+    ap.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples (with --ci bootstrap)")
+    ap.add_argument("--no-paper", action="store_true", help="leave out the paper's rows (Tables 5/6)")
     args = ap.parse_args(argv)
+    group_by = None if args.group_by is None else [k.strip() for k in args.group_by.split(",") if k.strip()]
 
     files = _expand(args.paths)
     if not files:
@@ -532,20 +970,22 @@ def main(argv=None) -> int:
     if not (df["stage"] == "student").any():
         print(f"error: none of the {len(files)} result.json file(s) is a valid student result", file=sys.stderr)
         return 2
-    agg = aggregate(df, args.metric)
+    agg, runs = build(df, args.metric, group_by=group_by, ci=args.ci, n_boot=args.n_boot, paper=not args.no_paper)
     out = Path(args.out) if args.out else _default_out(args.paths[0])
     out.mkdir(parents=True, exist_ok=True)
 
     md = render_markdown(agg)
-    paths = [out / "table.csv", out / "table.md", out / "table.tex"]
+    paths = [out / "table.csv", out / "runs.csv", out / "table.md", out / "table.tex"]
     agg.to_csv(paths[0], index=False, float_format="%.4f")
-    paths[1].write_text(md, encoding="utf-8")
-    paths[2].write_text(render_latex(agg), encoding="utf-8")
+    runs_table(runs).to_csv(paths[1], index=False, float_format="%.4f")
+    paths[2].write_text(md, encoding="utf-8")
+    paths[3].write_text(render_latex(agg), encoding="utf-8")
     paths += plot(agg, out)
 
     print(md)
     n_stu = int((df["stage"] == "student").sum())
-    print(f"{n_stu} student run(s) from {len(files)} file(s); metric={args.metric}")
+    print(f"{n_stu} student run(s) from {len(files)} file(s); metric={args.metric}; "
+          f"gains: {agg.attrs['ci_label']}")
     for p in paths:
         print(f"wrote {p}")
     return 0

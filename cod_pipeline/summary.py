@@ -5,7 +5,8 @@ from rich.console import Console
 from rich.table import Table
 
 
-def print_summary(result: dict, path) -> None:
+def print_summary(result: dict, path, unfinished: str | None = None) -> None:
+    """The table of what finished; ``unfinished`` names a compare arm that failed (its error follows)."""
     table = Table(title=f"{result['dataset']} · {result['model']} · k={result['k']} · seed={result['seed']}")
     for col in ("model", "accuracy", "macro-F1", "MCC", "agreement", "majority"):
         table.add_column(col, justify="right" if col != "model" else "left")
@@ -31,6 +32,8 @@ def print_summary(result: dict, path) -> None:
     console.print(table)
     console.print(f"timings (s): {', '.join(f'{k}={v:.1f}' for k, v in result.get('timings_s', {}).items())}")
     console.print(f"result: {path}")
+    if unfinished:
+        console.print(f"student {unfinished} did not finish (the error follows); the rows above are complete")
 
 
 def _variant(result: dict) -> str:

@@ -1,6 +1,7 @@
 """Experiment loggers for a student job: Lightning logs per-step/epoch metrics; this adds the
-resolved config (no secrets: keys are read from the environment and never in the config),
-final test metrics and CFE quality, and finishes W&B runs even when a job fails."""
+resolved config (no secrets: keys are read from the environment and never in the config) at the
+start of the run, so a crashed run still has it, final test metrics and CFE quality, and finishes
+W&B runs even when a job fails. A result reused from the cache is logged too, marked ``reused``."""
 from __future__ import annotations
 
 import contextlib
@@ -13,30 +14,65 @@ def make_loggers(cfg: DictConfig) -> list:
     return [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
 
 
-def log_final(loggers: list, cfg: DictConfig, result: dict) -> None:
+def _is_wandb(lg) -> bool:
+    return type(lg).__name__ == "WandbLogger"
+
+
+def run_config(cfg: DictConfig, reused: bool = False) -> dict:
+    return {**OmegaConf.to_container(cfg, resolve=True), "reused": reused}
+
+
+def log_final(loggers: list, cfg: DictConfig, result: dict, reused: bool = False) -> None:
     flat = {f"test/{k}": v for k, v in result["student"]["test"].items() if isinstance(v, (int, float))}
     flat.update({f"teacher/{k}": v for k, v in result["teacher"]["test"].items() if isinstance(v, (int, float))})
     cfe = result.get("cfe") or {}
     flat.update({f"cfe/{k}": v for k, v in cfe.items() if isinstance(v, (int, float))})
+    flat["reused"] = int(reused)
+    params = run_config(cfg, reused)
+    if result.get("provenance"):  # the commit and versions that produced the result (a reused one: its own)
+        params["provenance"] = result["provenance"]
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(params)
         lg.log_metrics(flat)
-        if type(lg).__name__ == "WandbLogger" and cfe.get("samples"):
+        if _is_wandb(lg):
+            lg.experiment.summary["reused"] = reused
+        if _is_wandb(lg) and cfe.get("samples"):
             rows = [[s["original"], s["cfe"], str(s["orig_probs"]), str(s["cfe_probs"])] for s in cfe["samples"]]
             lg.log_table("cfe_samples", columns=["original", "cfe", "teacher p(original)", "teacher p(cfe)"], data=rows)
         lg.save()
 
 
 @contextlib.contextmanager
-def job_loggers(cfg: DictConfig):
+def job_loggers(cfg: DictConfig, reused: bool = False):
+    """The job's loggers, with the resolved config logged before anything runs."""
     loggers = make_loggers(cfg)
     try:
+        for lg in loggers:
+            if _is_wandb(lg) and reused:  # tags are set when the run is created, just below
+                init = getattr(lg, "_wandb_init", None)
+                if isinstance(init, dict):
+                    init["tags"] = [*(init.get("tags") or []), "reused"]
+            lg.log_hyperparams(run_config(cfg, reused))
         yield loggers
     finally:
         for lg in loggers:
-            if type(lg).__name__ == "WandbLogger":
+            if _is_wandb(lg):
                 import wandb
 
                 with contextlib.suppress(Exception):
                     lg.finalize("success")
                 wandb.finish()
+
+
+def report_reused(cfg: DictConfig, result: dict) -> None:
+    """A cached result is being reused: print one line if it was computed under another commit
+    than the current one, and log it to the job's loggers marked ``reused``."""
+    from cod_pipeline.provenance import stale_notice
+
+    notice = stale_notice(result)
+    if notice:
+        print(notice, flush=True)
+    if not any(cfg.get("logger") or {}):
+        return
+    with job_loggers(cfg, reused=True) as loggers:
+        log_final(loggers, cfg, result, reused=True)

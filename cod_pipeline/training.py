@@ -20,13 +20,20 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_
     """Train ``steps`` optimizer steps. With ``eval_every`` it validates every that many steps
     and restores the best ``val/score``; without it, no validation and the last weights stay."""
     select_on_val = bool(eval_every)
+    per_epoch = datamodule.steps_per_epoch() if hasattr(datamodule, "steps_per_epoch") else None
+    # an epoch count the progress bar can show ("Epoch 3/38", not "Epoch 0/-2"); max_steps still decides
+    epochs = -(-steps // per_epoch) if per_epoch else -1
+    log_every = trainer_cfg.get("log_every_n_steps", 50)
+    if per_epoch and log_every and log_every > per_epoch:  # Lightning warns when an epoch is shorter
+        log_every = per_epoch
     if workdir:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as ckdir:
         ckpt = ModelCheckpoint(dirpath=ckdir, monitor="val/score" if select_on_val else None, mode="max",
                                save_top_k=1, save_weights_only=True, save_last=False)
         trainer: pl.Trainer = hydra.utils.instantiate(
-            trainer_cfg, max_steps=steps, max_epochs=-1, callbacks=[ckpt] if select_on_val else [],
+            trainer_cfg, max_steps=steps, max_epochs=epochs, log_every_n_steps=log_every,
+            callbacks=[ckpt] if select_on_val else [],
             enable_checkpointing=select_on_val, logger=loggers or False,
             val_check_interval=min(eval_every, steps) if select_on_val else None,
             check_val_every_n_epoch=None if select_on_val else 1,

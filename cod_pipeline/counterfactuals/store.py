@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["CFEKey", "CFEStore"]
+__all__ = ["CFEKey", "CFEStore", "export_row"]
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,39 @@ class CFEStore:
     def integrity_check(self) -> str:
         with self._lock:
             return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def export_rows(self, **filters: Any) -> list[dict]:
+        """One flat row per record (see :func:`export_row`), in insertion order; filters as in :meth:`all`."""
+        return [export_row(r) for r in self.all(**filters)]
+
+    def purge_failed(self, **filters: Any) -> int:
+        """Delete the failed records (``valid`` false) matching the key filters, so the next run
+        generates them again; the one exception to append-only. Returns the number deleted."""
+        failed = [CFEKey(*(r[c] for c in _KEY_COLS)) for r in self.all(**filters) if not r.get("valid")]
+        with self._lock:
+            c = self._conn
+            self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
+            try:
+                n = 0
+                for k in failed:
+                    n += c.execute(f"DELETE FROM cfe WHERE {_KEY_WHERE}", k.as_tuple()).rowcount
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return n
+
+
+EXPORT_FIELDS = ("dataset", "sample_id", "original", "cfe", "label", "cfe_label", "orig_probs", "cfe_probs",
+                 "generator", "llm_model", "prompt_version", "teacher_id", "edits", "n_edits", "valid", "reason",
+                 "created_at")
+
+
+def export_row(rec: dict) -> dict:
+    """A record merged with its key (as :meth:`CFEStore.all` returns it), reduced to the exported
+    fields: original and CFE, the teacher's labels and probabilities on both, generator, edits,
+    validity and the reason a failed one was rejected."""
+    return {f: rec.get(f) for f in EXPORT_FIELDS}
 
 
 def _json_default(o: Any) -> Any:

@@ -164,18 +164,23 @@ def normalized_edit_distance(a: str, b: str) -> float:
 
 
 def diff_markdown(a: str, b: str) -> str:
-    """Render ``b`` relative to ``a``: inserted/substituted tokens **bold**, deleted ~~struck~~."""
-    ta, tb = _TOKEN_RE.findall(a or ""), _TOKEN_RE.findall(b or "")
-    out: list[str] = []
-    sm = difflib.SequenceMatcher(a=[t.lower() for t in ta], b=[t.lower() for t in tb], autojunk=False)
+    """``b`` exactly as written, inserted/substituted tokens **bold** and deleted ones ~~struck~~
+    (word-level diff against ``a``; the spacing of ``b`` is kept, so "There's" stays "There's")."""
+    ma, mb = list(_TOKEN_RE.finditer(a or "")), list(_TOKEN_RE.finditer(b or ""))
+    b = b or ""
+    sm = difflib.SequenceMatcher(a=[m.group().lower() for m in ma], b=[m.group().lower() for m in mb],
+                                 autojunk=False)
+    out, pos = [], 0
     for op, i1, i2, j1, j2 in sm.get_opcodes():
-        if op == "equal":
-            out.extend(tb[j1:j2])
-        elif op == "insert":
-            out.append("**" + " ".join(tb[j1:j2]) + "**")
-        elif op == "delete":
-            out.append("~~" + " ".join(ta[i1:i2]) + "~~")
-        else:  # replace: show what was removed, then what replaced it
-            out.append("~~" + " ".join(ta[i1:i2]) + "~~")
-            out.append("**" + " ".join(tb[j1:j2]) + "**")
-    return " ".join(out)
+        if j1 < j2:
+            out.append(b[pos:mb[j1].start()])  # the text between tokens, as written
+            span = b[mb[j1].start():mb[j2 - 1].end()]
+            pos = mb[j2 - 1].end()
+        else:
+            span = ""
+        if op != "equal" and i1 < i2:
+            lead = " " if not span and out and out[-1] and not out[-1][-1].isspace() else ""
+            out.append(lead + "~~" + (a or "")[ma[i1].start():ma[i2 - 1].end()] + "~~" + (" " if span else ""))
+        out.append(span if op == "equal" or not span else "**" + span + "**")
+    out.append(b[pos:])
+    return "".join(out)

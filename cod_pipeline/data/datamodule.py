@@ -67,6 +67,8 @@ class Collate:
         batch = dict(self.tokenize(texts))
         batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.long)
         batch["is_cfe"] = torch.tensor([bool(r.get("is_cfe", False)) for r in rows])
+        if any("ce_weight" in r for r in rows):  # augment.cfe_loss=kl: CFE rows carry no hard label
+            batch["ce_weight"] = torch.tensor([float(r.get("ce_weight", 1.0)) for r in rows])
         for key in ("t_logits", "t_hidden"):
             if rows and key in rows[0]:
                 batch[key] = torch.stack([torch.as_tensor(r[key]) for r in rows])

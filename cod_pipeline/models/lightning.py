@@ -48,11 +48,26 @@ class ClassifierModule(pl.LightningModule):
         self._val_hits.clear()
 
 
+def check_finite(loss, step: int, who: str, parts: dict | None = None) -> None:
+    """Stop the fit at the first NaN/inf training loss: what follows would train on garbage."""
+    if torch.isfinite(loss).all():
+        return
+    from cod_pipeline.validation import TrainingDiverged
+
+    bad = [k for k, v in (parts or {}).items() if k != "loss" and not torch.isfinite(v).all()]
+    hint = ("model.teacher_training.lr" if who == "teacher" else
+            "method.alpha/temperature/beta and model.student_training.lr/head_lr")
+    raise TrainingDiverged(f"{who} training loss became {float(loss.detach())} at step {step}"
+                           f"{' (' + ', '.join(bad) + ')' if bad else ''}: stopped, nothing was cached "
+                           f"or written as a result (check {hint})")
+
+
 class TeacherModule(ClassifierModule):
     def training_step(self, batch, _):
         logits, _ = self.model(batch["input_ids"], batch["attention_mask"])
         loss = distillation_loss(logits, batch["labels"])["loss"]
         self.log("train/loss", loss, prog_bar=True)
+        check_finite(loss, self.global_step, "teacher")
         return loss
 
 
@@ -95,7 +110,8 @@ class StudentModule(ClassifierModule):
         t_logits, t_hidden = self.teacher_outputs(batch)
         hidden_loss = self.projections([hs[i] for i, _ in self.layer_map], t_hidden) if need_hidden else None
         losses = distillation_loss(logits, batch["labels"], t_logits, self.alpha, self.temperature,
-                                   hidden_loss, self.beta)
+                                   hidden_loss, self.beta, batch.get("ce_weight"))
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=len(logits))
+        check_finite(losses["loss"], self.global_step, "student", losses)
         return losses["loss"]

@@ -1,0 +1,122 @@
+"""Does CoD hold beyond movie reviews? KD, KD(k/2) and KD+CoD (cfe=lm_search) on several real
+datasets, paired over seeds: mean ± std, CoD − KD and CoD − KD(k/2) with a 95% t CI and wins.
+
+KD(k/2) at k is KD at k/2: the draws are nested and every student trains the same fixed number
+of steps, so the two runs are the same run; it is trained once, as KD at k/2.
+
+    python benchmarks/bench_cod_tasks.py --datasets tweets,subjectivity --ks 8,16 --seeds 0,1,2,3,4
+    python benchmarks/bench_cod_tasks.py --report-only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from common import ROOT, md_table, write
+
+SWEEP = ROOT / "logs" / "bench_cod_tasks"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def run(dataset: str, ks: list[int], seeds: str, cfe: str, extra: list[str]) -> None:
+    env = {**os.environ, "SST2_DIR": os.environ.get("SST2_DIR", str(SHARED / "sst2")),
+           "COLA_DIR": os.environ.get("COLA_DIR", str(SHARED / "cola"))}
+    common = [sys.executable, "run.py", "-m", f"dataset={dataset}", f"seed={seeds}", "compare=[]", "logger=none",
+              f"cfe={cfe}", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={SWEEP}",
+              "hydra.sweep.subdir=${dataset.name}/${augment.name}/k${k}/seed${seed}", *extra]
+    halves = sorted({k // 2 for k in ks} - set(ks))
+    jobs = [[f"k={','.join(map(str, ks))}", "augment=none,cod"]]
+    if halves:
+        jobs.append([f"k={','.join(map(str, halves))}", "augment=none"])
+    for job in jobs:
+        subprocess.run(common + job, cwd=ROOT, check=True, env=env)
+
+
+def load() -> list[dict]:
+    out = []
+    for p in SWEEP.glob("*/*/k*/seed*/result.json"):
+        r = json.loads(p.read_text())
+        if r.get("stage") == "student":
+            out.append(r)
+    return out
+
+
+def report(ks: list[int] | None) -> None:
+    from cod_pipeline.stats import paired_gain_by_seed
+
+    res = load()
+    score = {}
+    for r in res:
+        m = r["primary_metric"]
+        score[(r["dataset"], r["augment"], r["k"], r["seed"])] = 100 * r["student"]["test"][m]
+    rows, quality = [], []
+    for ds in sorted({r["dataset"] for r in res}):
+        metric = next(r["primary_metric"] for r in res if r["dataset"] == ds)
+        teacher = next(100 * r["teacher"]["test"][metric] for r in res if r["dataset"] == ds)
+        for k in sorted({r["k"] for r in res if r["dataset"] == ds and r["augment"] == "cod"}):
+            if ks and k not in ks:
+                continue
+            get = lambda aug, kk: {s: v for (d, a, k_, s), v in score.items() if (d, a, k_) == (ds, aug, kk)}  # noqa: E731
+            kd, half, cod = get("none", k), get("none", k // 2), get("cod", k)
+            g, gh = paired_gain_by_seed(cod, kd), paired_gain_by_seed(cod, half)
+            fmt = lambda d: f"{_mean(d):.1f} ± {_std(d):.1f}" if d else "—"  # noqa: E731
+            ci = lambda x: (f"{x['mean']:+.1f} [{x['lo']:+.1f}, {x['hi']:+.1f}] {x['wins']}/{x['n']}"  # noqa: E731
+                            if x["n"] else "—")
+            rows.append({"dataset": f"{ds} ({metric})", "teacher": f"{teacher:.1f}", "k": k, "KD": fmt(kd),
+                         "KD(k/2)": fmt(half), "KD+CoD": fmt(cod), "CoD − KD [95% t CI] wins": ci(g),
+                         "CoD − KD(k/2)": ci(gh), "seeds": len(cod)})
+            cfe = [r["student"] and r["cfe"] for r in res if (r["dataset"], r["augment"], r["k"]) == (ds, "cod", k)]
+            cfe = [c for c in cfe if c]
+            if cfe:
+                avg = lambda key: _mean({i: c.get(key) for i, c in enumerate(cfe) if c.get(key) is not None})  # noqa: E731
+                quality.append({"dataset": ds, "k": k, "validity": f"{avg('validity'):.2f}",
+                                "edited words": f"{avg('edited_words_mean'):.2f}",
+                                "fluency drop": _f(avg("fluency_drop_mean")),
+                                "margin orig → CFE": f"{avg('margin_original_mean'):.2f} → {avg('margin_cfe_mean'):.2f}",
+                                "unpaired originals / run": f"{avg('unpaired_originals'):.2f}"})
+    body = ("Student test score (primary metric ×100), mean ± std over seeds; gains are paired by seed "
+            "(same draw, same init): mean [95% CI, Student t, n−1 df] and seeds where CoD won. "
+            "KD(k/2) at k is KD at k/2 (nested draws, fixed steps: the same run).\n\n"
+            + (md_table(rows) if rows else "no results yet") + "\n\n## CFE quality (cfe=lm_search)\n\n"
+            + (md_table(quality) if quality else "—") + "\n")
+    write("bench_cod_tasks", "CoD beyond movie reviews: KD vs KD(k/2) vs KD+CoD, paired seeds", body)
+
+
+def _mean(d: dict) -> float:
+    v = list(d.values())
+    return sum(v) / len(v) if v else float("nan")
+
+
+def _std(d: dict) -> float:
+    import statistics
+
+    return statistics.stdev(d.values()) if len(d) > 1 else 0.0
+
+
+def _f(x) -> str:
+    return "—" if x is None or x != x else f"{x:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="tweets,subjectivity,sst2_local,cola_local,rotten_tomatoes")
+    ap.add_argument("--ks", default="8,16")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--cfe", default="lm_search")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("extra", nargs="*", help="more overrides for every job")
+    args = ap.parse_args()
+    ks = [int(k) for k in args.ks.split(",")]
+    if not args.report_only:
+        for ds in args.datasets.split(","):
+            run(ds, ks, args.seeds, args.cfe, args.extra)
+            report(None)
+    report(None)
+
+
+if __name__ == "__main__":
+    main()

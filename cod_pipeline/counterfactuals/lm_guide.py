@@ -1,0 +1,93 @@
+"""The language model's two hooks into the minimal-edit search, for any task.
+
+- ``add_edits``: at the positions the teacher cares most about (occlusion), words that the
+  LM finds likely in the *target* class's context ("a negative review: …") and unlikely in
+  the original class's, as substitutions and insertions. The class descriptions come from
+  ``dataset.label_template``, so nothing here knows what the task is.
+- ``rerank``: among the flips with the fewest edits, the one whose LM log-probability falls
+  least below the original's (plus the search's own margin key).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cod_pipeline.counterfactuals.lm import LanguageModel, WordSlot
+from cod_pipeline.counterfactuals.search import Edit, _case_like
+
+
+def _core_starts(tokens) -> list[int]:
+    starts, pos = [], 0
+    for t in tokens:
+        starts.append(pos + len(t.ws) + len(t.prefix))
+        pos += len(t.ws) + len(t.prefix) + len(t.core) + len(t.suffix)
+    return starts
+
+
+class LMGuide:
+    def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
+                 contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0):
+        self.lm, self.descriptions = lm, list(descriptions)
+        self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
+        self.rank_top, self.weight = int(rank_top), float(weight)
+        # the class words themselves ("negative") are what the context makes likely, not an edit
+        self.banned = {w.lower() for d in self.descriptions for w in d.split()}
+        self._words: set[str] | None = None
+
+    def is_word(self, w: str) -> bool:
+        """A whole English word, not the first piece of a longer one ("Mis" of "Misses")."""
+        if self._words is None:
+            from cod_pipeline.counterfactuals import lexicon as lex
+
+            self._words = set(lex.wordnet_index()) | set(lex.frequent_words(5000))
+        return not self._words or w.lower() in self._words
+
+    def _context(self, cls: int, text: str) -> str:
+        return f"{self.descriptions[cls]}: {text}"
+
+    def add_edits(self, jobs) -> None:
+        """Extend each job's per-position candidate edits with LM proposals."""
+        plan = []  # (job, position, core start, target class, source class)
+        for j in jobs:
+            target = j.target if j.target is not None else int(np.argsort(j.orig_probs)[-2])
+            starts = _core_starts(j.tokens)
+            plan += [(j, i, starts[i], target, j.label) for i in j.positions if j.tokens[i].is_word]
+        if not plan:
+            return
+        slots = []
+        for j, _, start, target, source in plan:
+            for cls in (target, source):
+                ctx = self._context(cls, j.text)
+                slots.append(WordSlot(ctx, len(ctx) - len(j.text) + start))
+        dists = self.lm.next_words(slots)
+        for n, (j, i, _, _, _) in enumerate(plan):
+            core = j.tokens[i].core
+            have = j.cands.setdefault(i, [])
+            known = {e.label for e in have}
+            words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], 3 * max(self.proposals, self.insertions),
+                                              self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
+            for w in words[:self.proposals]:
+                new = _case_like(w, core)
+                label = f"{core} -> {new}"
+                if label not in known:
+                    have.append(Edit(((i, (new,)),), label, 0.3))
+            if i != j.word_pos[0]:  # no insertion before the first word: its case would need moving
+                for w in words[:self.insertions]:
+                    if f"+{w}" not in known and w.lower() != core.lower():
+                        have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
+
+    def rerank(self, jobs) -> None:
+        """Re-choose each job's flip among its ``rank_top`` best by fluency drop + search key."""
+        todo = [(j, j.flips[:self.rank_top]) for j in jobs if j.flips]
+        texts = [t for j, flips in todo for t in [j.text] + [f[2] for f in flips]]
+        scores = iter(self.lm.logprob(texts))
+        for j, flips in todo:
+            base = next(scores)
+            lps = [next(scores) for _ in flips]
+            best = min(range(len(flips)), key=lambda k: flips[k][0] + self.weight * max(0.0, base - lps[k]))
+            j.choose(flips[best])
+            j.result.lm_logprob, j.result.lm_logprob_original = float(lps[best]), float(base)
+
+
+__all__ = ["LMGuide"]

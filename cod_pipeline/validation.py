@@ -1,0 +1,363 @@
+"""The config's shape and ranges, declared once and checked right after composition.
+
+``RULES`` maps a config path to what its value may be. ``validate(cfg)`` checks every path
+the composed config has (groups without a key, e.g. ``cfe=search`` has no ``llm``, skip it),
+then the few rules that tie two settings together (the k budget against the classes), then
+the local data files: each failure is one ``ConfigError`` line, raised before any data or
+model is loaded. ``pipeline.run`` calls it first, and ``pipeline.prepare`` calls it again for
+callers that skip ``run``.
+"""
+from __future__ import annotations
+
+import codecs
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from omegaconf import DictConfig, OmegaConf
+
+from cod_pipeline import ConfigError
+
+STAGES = ("teacher", "cfe", "student", "moons", "fisher", "proximity")
+LLM_GENERATORS = ("openai", "hybrid", "local_llm", "local_gemma")
+CFE_AUGMENTS = ("cod", "cod_unvalidated")  # augments that ask the cfe generator (random_edit does not)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``kind``: int | number | choice | bool; bounds with open/closed ends; ``nullable``: null allowed."""
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+    nullable: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind == "bool":
+            return "true or false"
+        what = "an integer" if self.kind == "int" else "a number"
+        if self.lo is not None and self.hi is not None:
+            what += f" in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            what += f" {'>' if self.lo_open else '>='} {_num(self.lo)}"
+        elif self.hi is not None:
+            what += f" {'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return what + (" (or null)" if self.nullable else "")
+
+    def ok(self, v) -> bool:
+        if v is None:
+            return self.nullable
+        if self.kind == "choice":
+            return v in self.choices
+        if self.kind == "bool":
+            return isinstance(v, bool)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if self.kind == "int" and not isinstance(v, int):
+            return False
+        if not math.isfinite(v):
+            return False
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            return False
+        if self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi)):
+            return False
+        return True
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def positive_int(nullable=False):
+    return Rule("int", lo=1, nullable=nullable)
+
+
+def count(nullable=False):
+    return Rule("int", lo=0, nullable=nullable)
+
+
+def positive(nullable=False):
+    return Rule("number", lo=0, lo_open=True, nullable=nullable)
+
+
+def non_negative(nullable=False):
+    return Rule("number", lo=0, nullable=nullable)
+
+
+FRACTION = Rule("number", lo=0, hi=1)
+
+
+def _training(prefix: str) -> dict[str, Rule]:
+    return {f"{prefix}.lr": positive(), f"{prefix}.head_lr": positive(nullable=True),
+            f"{prefix}.weight_decay": non_negative(), f"{prefix}.warmup_ratio": FRACTION,
+            f"{prefix}.batch_size": positive_int(), f"{prefix}.eval_batch_size": positive_int(),
+            f"{prefix}.epochs": count(), f"{prefix}.min_steps": count(), f"{prefix}.max_steps": positive_int(True),
+            f"{prefix}.eval_every": positive_int(), f"{prefix}.seed": count(), f"{prefix}.train_cap": positive_int(True),
+            f"{prefix}.val_cap": positive_int(True), f"{prefix}.val_size": count()}
+
+
+# The one table: config path -> rule. A path the composed config does not have is skipped.
+RULES: dict[str, Rule] = {
+    "stage": Rule("choice", choices=STAGES),
+    "k": positive_int(),
+    "seed": count(),
+    "threads": positive_int(nullable=True),
+    "resume": Rule("bool"),
+    "method.alpha": non_negative(),
+    "method.temperature": positive(),
+    "method.beta": non_negative(),
+    "model.student_training.selection": Rule("choice", choices=("val", "last", "agreement")),
+    "model.student_training.head_init": Rule("choice", choices=("random", "label_names")),
+    **_training("model.teacher_training"),
+    **_training("model.student_training"),
+    "dataset.val_size": count(),
+    "dataset.test_size": positive_int(),
+    "dataset.test_cap": positive_int(nullable=True),
+    "cfe.max_edit_distance": Rule("number", lo=0, hi=1, lo_open=True),
+    "cfe.min_margin": Rule("number", lo=0, hi=1, hi_open=True),
+    "cfe.max_attempts": positive_int(),
+    "cfe.chunk_size": positive_int(),
+    "cfe.max_tries_per_class": positive_int(nullable=True),
+    "cfe.target": Rule("choice", choices=("runner_up",), nullable=True),
+    "cfe.llm.mode": Rule("choice", choices=("chat", "completion")),
+    "cfe.llm.max_in_flight": positive_int(),
+    "cfe.llm.timeout_s": positive(),
+    "cfe.llm.max_retries": count(),
+    "cfe.llm.backoff_base_s": non_negative(),
+    "cfe.llm.backoff_max_s": non_negative(),
+    "cfe.llm.max_tokens": positive_int(),
+    "cfe.search.max_edits": positive_int(),
+    "cfe.search.beam_size": positive_int(),
+    "augment.n_edits": positive_int(),
+}
+
+_MISSING = object()
+
+
+def _get(cfg: DictConfig, path: str):
+    node = cfg
+    for part in path.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every rule, then the k budget, then the local data files; the first failure raises."""
+    check_rules(cfg)
+    check_budget(cfg)
+    check_data_files(cfg.get("dataset"))
+
+
+def check_rules(cfg: DictConfig) -> None:
+    for path, rule in RULES.items():
+        try:
+            v = _get(cfg, path)
+        except Exception as e:  # an interpolation that does not resolve
+            raise ConfigError(f"{path}: {e}") from None
+        if v is _MISSING:
+            continue
+        if not rule.ok(v):
+            raise ConfigError(f"{path} must be {rule.describe()}, got {v!r}")
+
+
+def num_classes(cfg: DictConfig) -> int | None:
+    """The class count when the config declares it (dataset.label_names), else None (from the data)."""
+    names = cfg.get("dataset", {}).get("label_names") if cfg.get("dataset") is not None else None
+    return len(names) if names else None
+
+
+AUGMENT_DIR = Path(__file__).resolve().parents[1] / "conf" / "augment"
+
+
+def _arms(cfg: DictConfig) -> list[tuple[str, float]]:
+    """(what, share of k spent on originals) for the main augment and each ``compare`` augment."""
+    def share(aug) -> float:
+        return 0.5 if aug.get("paired") else float(aug.get("fraction", 1))
+
+    if cfg.stage in ("cfe", "proximity"):
+        return [(f"stage={cfg.stage}", 0.5)]
+    arms = [(f"augment={cfg.augment.name}", share(cfg.augment))]
+    for name in cfg.get("compare") or []:
+        if name == cfg.augment.get("name"):
+            continue
+        path = AUGMENT_DIR / f"{name}.yaml"
+        if not path.exists():
+            raise ConfigError(f"compare: no augment option {name!r} (see conf/augment/)")
+        arms.append((f"augment={name} (compare)", share(OmegaConf.load(path))))
+    return arms
+
+
+def check_budget(cfg: DictConfig) -> None:
+    """k against the classes, in the numbers the user typed: CoD spends k/2 on originals."""
+    if cfg.get("stage") not in ("student", "cfe", "proximity") or cfg.get("augment") is None:
+        return
+    for what, share in _arms(cfg):
+        _check_k(cfg.k, num_classes(cfg), share, what)
+
+
+def _originals(k: int, share: float) -> int:
+    return k // 2 if share == 0.5 else int(k * share)
+
+
+def _fits(k: int, c: int | None, share: float) -> bool:
+    if share == 0.5 and k % 2:
+        return False  # k/2 originals + k/2 CFEs
+    return c is None or (k % c == 0 and _originals(k, share) % c == 0 and _originals(k, share) > 0)
+
+
+def _check_k(k: int, c: int | None, share: float, what: str) -> None:
+    if _fits(k, c, share):
+        return
+    near = [k2 for k2 in range(max(1, k - 4 * (c or 2)), k + 4 * (c or 2) + 1) if _fits(k2, c, share)]
+    lower = [k2 for k2 in near if k2 < k][-1:]
+    upper = [k2 for k2 in near if k2 > k][:1]
+    use = "use k=" + " or ".join(map(str, lower + upper)) if near else "use another k"
+    n = _originals(k, share)
+    part = "k/2" if share == 0.5 else f"k*{share:g}"
+    if c is not None and k % c:
+        raise ConfigError(f"k={k} is not divisible by the {c} classes; {use}")
+    if c is None:
+        raise ConfigError(f"k={k} with {what} needs an even k ({part} originals); {use}")
+    raise ConfigError(f"k={k} with {what} needs {part}={n} divisible by {c} classes; {use}")
+
+
+TEXT_FORMATS = ("tsv", "csv", "jsonl", "json")
+_checked: dict[tuple, None] = {}
+
+
+def check_data_files(dataset: DictConfig | None) -> None:
+    """A local dataset's files exist, are not empty and are UTF-8 text (tsv/csv/jsonl), checked
+    before anything is loaded; the rest (columns, labels) is checked where the file is read."""
+    if dataset is None or not str((dataset.get("source") or {}).get("_target_", "")).endswith(".local"):
+        return
+    src = dataset.source
+    for key in ("path", "test_path"):
+        if OmegaConf.is_missing(src, key):
+            raise ConfigError(f"dataset.source.{key} is not set (dataset.source.{key}=my.tsv)")
+        raw = src.get(key)
+        if raw is None:
+            continue
+        p = Path(os.path.expanduser(str(raw)))
+        where = f"dataset.source.{key}={raw}"
+        if not p.is_file():
+            raise ConfigError(f"{where}: file not found" if not p.exists() else f"{where} is not a file")
+        st = p.stat()
+        if st.st_size == 0:
+            raise ConfigError(f"{where} is empty")
+        fmt = str(src.get("format") or p.suffix.lstrip(".")).lower()
+        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        if fmt in TEXT_FORMATS and memo not in _checked:
+            _check_utf8(p, where)
+            if fmt in ("tsv", "csv"):
+                _check_header(p, fmt, src, where)
+            _checked[memo] = None
+
+
+def _check_header(p: Path, fmt: str, src: DictConfig, where: str) -> None:
+    """The first line names the text and label columns, and a data row follows it."""
+    import csv
+
+    with open(p, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",",
+                          quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+        head = next(rows, None)
+        if head:
+            head[0] = head[0].lstrip("\ufeff")  # pandas drops a UTF-8 byte-order mark too
+        data = next((r for r in rows if any(c.strip() for c in r)), None)
+    header = src.get("header", True)
+    if data is None and (header or head is None):
+        raise ConfigError(f"{where} has no data rows" + (f" (only the header: {', '.join(head)})" if head else ""))
+    if header and head is not None:
+        for key, default in (("text_column", "sentence"), ("label_column", "label")):
+            col = src.get(key, default)
+            if col not in head:
+                raise ConfigError(f"{where}: no column {col!r} for dataset.source.{key} "
+                                  f"(columns: {', '.join(head)})")
+
+
+def _check_utf8(p: Path, where: str) -> None:
+    dec = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with open(p, "rb") as f:
+        while block := f.read(1 << 20):
+            try:
+                dec.decode(block)
+            except UnicodeDecodeError as e:
+                pos = offset + e.start
+                bad = block[e.start:e.start + 1].hex()
+                line += block[:e.start].count(b"\n")
+                raise ConfigError(f"{where} is not UTF-8 (byte 0x{bad} at offset {pos}, line {line}); "
+                                  f"re-save it as UTF-8") from None
+            offset += len(block)
+            line += block.count(b"\n")
+        try:
+            dec.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where} is not UTF-8 (it ends inside a multi-byte character); "
+                              f"re-save it as UTF-8") from None
+
+
+def needs_llm(cfg: DictConfig) -> bool:
+    """Will this job ask a remote OpenAI-compatible endpoint for CFEs (not a server it starts itself)?"""
+    cfe = cfg.get("cfe")
+    if cfe is None or cfe.get("name") not in ("openai", "hybrid") or cfe.get("gguf"):
+        return False
+    if cfg.stage in ("cfe", "proximity"):
+        return True
+    return cfg.stage == "student" and cfg.augment.get("name") in CFE_AUGMENTS
+
+
+def check_llm_endpoint(cfg: DictConfig, timeout_s: float = 3.0) -> None:
+    """A job that will ask an LLM endpoint fails here, in one line, when none answers at its
+    address (connection refused, unknown host, no answer), instead of after the teacher and
+    a chunk of retries; a hosted endpoint without its key fails here too."""
+    llm = cfg.cfe.llm
+    url = llm.get("base_url")
+    if not url:
+        env = llm.get("api_key_env", "OPENAI_API_KEY")
+        if not os.environ.get(env):
+            raise ConfigError(f"cfe={cfg.cfe.name} needs ${env} in the environment (or set cfe.llm.base_url "
+                              f"to a local server)")
+        return
+    why = unreachable(str(url), timeout_s)
+    if why:
+        raise ConfigError(f"cfe.llm.base_url={url}: {why} (is the server running?); nothing was generated")
+
+
+def unreachable(url: str, timeout_s: float = 3.0) -> str | None:
+    """Why nothing accepts a TCP connection at ``url``'s host and port, or None when something does."""
+    u = urlparse(url)
+    if not u.hostname:
+        return "not a URL (expected e.g. http://127.0.0.1:8000/v1)"
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError as e:
+        return str(e)
+    try:
+        socket.create_connection((u.hostname, port), timeout=timeout_s).close()
+    except socket.gaierror:
+        return f"unknown host {u.hostname!r}"
+    except ConnectionRefusedError:
+        return f"connection refused on {u.hostname}:{port}"
+    except TimeoutError:
+        return f"no answer from {u.hostname}:{port} within {timeout_s:g} s"
+    except OSError as e:
+        return f"cannot connect to {u.hostname}:{port} ({e.strerror or e})"
+    return None
+
+
+class TrainingDiverged(ConfigError):
+    """The training loss became NaN or infinite: the run stops and nothing is cached."""
+
+
+__all__ = ["RULES", "Rule", "validate", "check_rules", "check_budget", "check_data_files", "needs_llm", "check_llm_endpoint",
+           "unreachable", "TrainingDiverged"]

@@ -1,0 +1,387 @@
+"""Bad input and faults (issue #13): one clear line, exit 2, no wasted work, no poisoned cache."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from cod_pipeline import ConfigError
+from cod_pipeline.cli import config_error, run_job
+from cod_pipeline.counterfactuals.generate import CFEGeneration, Gate
+from cod_pipeline.counterfactuals.generators import OpenAIGenerator
+from cod_pipeline.counterfactuals.llm import EndpointFailed, LLMConfig, OpenAIProposer, PromptItem, task_prompt
+from cod_pipeline.counterfactuals.store import CFEStore
+from cod_pipeline.data.splits import make_splits
+from cod_pipeline.validation import RULES, check_budget, check_rules
+from tests.conftest import CONF, ROOT, write_sentiment_tsv
+from tests.openai_server import FakeOpenAIServer
+
+KEY_ENV = "COD_TEST_FAULTS_KEY"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fails_with(capsys, cfg, code: int = 2) -> str:
+    """run_job exits with ``code`` and prints exactly one error line (and no traceback); returns it.
+    (Progress bars also write to stderr.)"""
+    with pytest.raises(SystemExit) as ei:
+        run_job(cfg)
+    assert ei.value.code == code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith(("error:", "interrupted"))]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. LLM transport failures are never stored as a verdict on the original
+# ------------------------------------------------------------------------------------------------
+WORDS = {"good": 1, "great": 1, "love": 1, "bad": 0, "terrible": 0, "hate": 0}
+
+
+def word_scorer(texts):
+    """A teacher stand-in: positive iff the last sentiment word is positive."""
+    out = []
+    for t in texts:
+        hits = [WORDS[w] for w in t.lower().replace(".", " ").split() if w in WORDS]
+        p = 0.9 if (hits and hits[-1]) else 0.1
+        out.append([1 - p, p])
+    return np.array(out)
+
+
+def originals(n: int) -> tuple[list[str], list[str]]:
+    texts = [f"the film number {i} was {'good' if i % 2 else 'bad'} ." for i in range(n)]
+    return [f"id{i}" for i in range(n)], texts
+
+
+def generation(store_path: Path, url: str, scorer=word_scorer, **kw) -> CFEGeneration:
+    llm = {"model": "fake-model", "base_url": url, "api_key_env": KEY_ENV, "max_retries": 1,
+           "backoff_base_s": 0.01, "backoff_max_s": 0.02, "timeout_s": 2.0, "max_in_flight": 4,
+           **kw.pop("llm", {})}
+    return CFEGeneration(CFEStore(store_path), OpenAIGenerator("sentiment", llm), Gate(0.4), "faults", "teacher-x",
+                         scorer, ["negative", "positive"], **{"max_attempts": 3, "chunk_size": 4, **kw})
+
+
+def test_closed_port_stops_in_one_line_and_stores_nothing(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    gen = generation(tmp_path / "cfe.sqlite", url)
+    ids, texts = originals(8)
+    t0 = time.time()
+    with pytest.raises(EndpointFailed) as ei:
+        gen.records(ids, texts)
+    assert time.time() - t0 < 10
+    msg = str(ei.value)
+    assert url in msg and "connection" in msg and "\n" not in msg
+    assert len(CFEStore(tmp_path / "cfe.sqlite")) == 0  # old code: 8 records {"valid": false, "error:connection"}
+    # after a chunk failed entirely, feedback attempts do not pay the retries again
+    assert gen.gen.proposer().stats["calls"] <= 4 * (1 + 1) + 4 * 2
+
+
+def test_server_refusing_halfway_keeps_what_finished_and_retries_the_rest(tmp_path):
+    ids, texts = originals(8)
+    store = tmp_path / "cfe.sqlite"
+    with FakeOpenAIServer() as srv:
+        chunks = []
+
+        def scorer(batch):
+            if set(batch) <= set(texts):  # the originals of a new chunk
+                chunks.append(batch)
+                if len(chunks) == 2:
+                    srv.stop()  # from now on: connection refused
+            return word_scorer(batch)
+
+        url = srv.base_url
+        with pytest.raises(EndpointFailed, match=url.replace(".", r"\.")):
+            generation(store, url, scorer).records(ids, texts)
+    recs = CFEStore(store).all()
+    assert len(recs) == 4 and all(r["valid"] for r in recs)  # the first chunk, nothing of the second
+    assert not any(str(r.get("reason") or "").startswith("error:") for r in recs)
+
+    with FakeOpenAIServer() as srv2:  # a working server later: the lost half is asked again
+        gen = generation(store, srv2.base_url)
+        out = gen.records(ids, texts)
+        assert srv2.requests == 4 and gen.stats["cache_hits"] == 4
+    assert len(out) == 8 and all(r["valid"] for r in out.values())
+    assert len(CFEStore(store)) == 8
+
+
+def test_partial_5xx_is_used_once_not_stored(tmp_path):
+    ids, texts = originals(4)
+    with FakeOpenAIServer() as srv:
+        srv.faults.append(("status", 503, {}))  # the first request, with no retries left
+        gen = generation(tmp_path / "cfe.sqlite", srv.base_url, max_attempts=1,
+                         llm={"max_in_flight": 1, "max_retries": 0})
+        out = gen.records(ids, texts)
+    assert len(out) == 4
+    failed = [i for i, r in out.items() if "error:http_503" in r["rejections"]]
+    assert len(failed) == 1 and gen.stats["transport_failures"] == 1
+    stored = CFEStore(tmp_path / "cfe.sqlite").all()
+    assert len(stored) == 3 and all(r["sample_id"] != failed[0] for r in stored)
+
+
+def test_run_py_against_a_closed_port_exits_2_before_the_teacher(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "run.py", "stage=cfe", "k=16", "cfe=openai", f"cfe.llm.base_url={url}",
+                        "model=tiny", "logger=none", f"paths.root_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    took = time.time() - t0
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and url in errors[0] and "Traceback" not in p.stderr
+    assert "training teacher" not in p.stdout + p.stderr
+    assert not (tmp_path / ".cache" / "cfe.sqlite").exists() and not (tmp_path / ".cache" / "teacher").exists()
+    assert took < 30  # ~6 s here, most of it imports; was 400 s
+
+
+def test_ctrl_c_in_llm_generation_is_not_a_chain_of_tracebacks():
+    import _thread
+
+    with FakeOpenAIServer(latency_s=5.0) as srv:
+        cfg = LLMConfig(model="fake-model", base_url=srv.base_url, api_key_env=KEY_ENV, timeout_s=10)
+        proposer = OpenAIProposer(cfg, task_prompt("sentiment"))
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt) as ei:
+                proposer.propose([PromptItem("it was good .", "positive", "negative")] * 2)
+        finally:
+            timer.cancel()
+    assert ei.value.__cause__ is None and ei.value.__suppress_context__
+
+
+def test_ctrl_c_is_one_line(tiny_cfg, capsys, monkeypatch):
+    import cod_pipeline.pipeline as pipeline
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    assert fails_with(capsys, tiny_cfg(), code=130).startswith("interrupted")
+
+
+# ------------------------------------------------------------------------------------------------
+# 2, 3, 6. Impossible numbers, declared once and rejected before anything loads
+# ------------------------------------------------------------------------------------------------
+BAD = [
+    ("method.temperature=0", "method.temperature must be a number > 0, got 0"),
+    ("method.temperature=-2", "method.temperature"),
+    ("method.alpha=-1", "method.alpha must be a number >= 0"),
+    ("method.beta=-0.5", "method.beta must be a number >= 0"),
+    ("model.student_training.lr=0", "model.student_training.lr must be a number > 0"),
+    ("model.teacher_training.lr=-1e-3", "model.teacher_training.lr"),
+    ("cfe.max_edit_distance=-1", "cfe.max_edit_distance must be a number in (0, 1], got -1"),
+    ("cfe.max_edit_distance=0", "cfe.max_edit_distance"),
+    ("cfe.max_edit_distance=1.5", "cfe.max_edit_distance"),
+    ("k=0", "k must be an integer >= 1, got 0"),
+    ("k=-8", "k must be an integer"),
+    ("seed=abc", "seed must be an integer >= 0, got 'abc'"),
+    ("seed=-1", "seed must be an integer >= 0, got -1"),
+    ("seed=1.5", "seed must be an integer"),
+    ("model.student_training.selection=bogus", "model.student_training.selection must be one of val, last, agreement"),
+    ("k=7", "k=7 is not divisible by the 2 classes; use k=6 or 8"),
+]
+
+
+@pytest.mark.parametrize("override,expected", BAD, ids=[b[0] for b in BAD])
+def test_impossible_numbers_fail_before_anything_loads(tiny_cfg, capsys, tmp_path, override, expected):
+    cfg = tiny_cfg(override)
+    t0 = time.time()
+    line = fails_with(capsys, cfg)
+    assert line.startswith("error: ") and expected in line
+    assert time.time() - t0 < 5
+    assert not (tmp_path / "cache").exists()  # no data cached, no teacher, no result
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["augment=cod", "k=10"], "k=10 with augment=cod needs k/2=5 divisible by 2 classes; use k=8 or 12"),
+    (["compare=[cod]", "k=10"], "k=10 with augment=cod (compare) needs k/2=5 divisible by 2 classes; use k=8 or 12"),
+    (["stage=cfe", "k=6"], "k=6 with stage=cfe needs k/2=3 divisible by 2 classes; use k=4 or 8"),
+    (["augment=cod", "k=2"], "use k=4"),
+    (["compare=[bogus]"], "compare: no augment option 'bogus'"),
+])
+def test_budget_in_the_numbers_the_user_typed(tiny_cfg, capsys, tmp_path, overrides, expected):
+    line = fails_with(capsys, tiny_cfg(*overrides))
+    assert expected in line
+    assert not (tmp_path / "cache").exists()
+
+
+def test_every_shipped_option_passes_the_rules():
+    conf = Path(CONF)
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        for group in ("dataset", "model", "method", "augment", "cfe", "trainer", "logger", "experiment"):
+            for f in sorted((conf / group).glob("*.yaml")):
+                cfg = compose(config_name="config", overrides=[f"{group}={f.stem}"])
+                check_rules(cfg)
+                check_budget(cfg)
+    assert "method.temperature" in RULES and "seed" in RULES  # one table
+
+
+def test_non_finite_student_loss_stops_and_caches_nothing(tiny_cfg, capsys, tmp_path):
+    line = fails_with(capsys, tiny_cfg("method.alpha=1e39"))  # finite in the config, inf in float32
+    assert "student training loss became" in line and "nothing was cached" in line
+    assert not list((tmp_path / "cache").glob("results/*.json"))
+    assert not (tmp_path / "out" / "result.json").exists()
+    assert (tmp_path / "cache" / "teacher").exists()  # the teacher itself was fine and stays cached
+
+
+def test_non_finite_teacher_loss_leaves_no_teacher(tiny_cfg, capsys, tmp_path):
+    line = fails_with(capsys, tiny_cfg("stage=teacher", "model.teacher_training.lr=1e30"))
+    assert "teacher training loss became" in line
+    assert not [p for p in (tmp_path / "cache" / "teacher").glob("*") if (p / "DONE").exists()]
+
+
+# ------------------------------------------------------------------------------------------------
+# 3, 4. Data errors are one line; blank cells are not classes; duplicates are reported
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    good = write_sentiment_tsv(d / "good.tsv", 200)
+    (d / "empty.tsv").write_text("")
+    (d / "header.tsv").write_text("sentence\tlabel\n")
+    (d / "latin1.tsv").write_bytes(good.read_bytes() + "caf\xe9 tr\xe8s bon\t1\n".encode("latin-1"))
+    (d / "cols.jsonl").write_text("\n".join(json.dumps({"sentence": f"s {i}", "y": i % 2}) for i in range(20)))
+    return d
+
+
+@pytest.mark.parametrize("path,extra,expected", [
+    ("missing.tsv", [], "missing.tsv: file not found"),
+    ("empty.tsv", [], "empty.tsv is empty"),
+    ("header.tsv", [], "has no data rows"),
+    ("latin1.tsv", [], "is not UTF-8 (byte 0xe9"),
+    ("good.tsv", ["dataset.source.text_column=text"], "no column 'text'"),
+    ("good.tsv", ["dataset.source.label_column=y"], "no column 'y'"),
+    ("cols.jsonl", [], "no column 'label'"),  # raised inside hydra.utils.instantiate: unwrapped
+])
+def test_data_errors_are_one_line(tiny_cfg, capsys, data_dir, path, extra, expected):
+    cfg = tiny_cfg("dataset=local", f"dataset.source.path={data_dir / path}", *extra)
+    t0 = time.time()
+    line = fails_with(capsys, cfg)
+    assert line.startswith("error: ") and expected in line
+    assert time.time() - t0 < 10
+
+
+def test_unset_local_path_is_one_line(tiny_cfg, capsys):
+    assert "dataset.source.path is not set" in fails_with(capsys, tiny_cfg("dataset=local"))
+
+
+def test_config_error_is_found_inside_hydra_instantiate():
+    import hydra
+
+    with pytest.raises(Exception) as ei:
+        hydra.utils.instantiate({"_target_": "cod_pipeline.data.sources.read_table", "path": "/no/such/file.tsv"})
+    assert not isinstance(ei.value, ConfigError)  # Hydra wraps it
+    assert "not found" in str(config_error(ei.value))
+
+
+def frame(rows):
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def test_blank_label_is_dropped_not_a_class(caplog):
+    rows = [(f"text {i}", "positive" if i % 2 else "negative") for i in range(40)]
+    rows += [("no label here", ""), ("", "positive"), ("   ", "negative"), ("blank label too", "  ")]
+    with caplog.at_level(logging.WARNING):
+        splits = make_splits(frame(rows), None, val_size=5, test_size=5)
+    assert splits.label_names == ["negative", "positive"]  # old code: ['', 'negative', 'positive']
+    warnings = [r.getMessage() for r in caplog.records if "empty text or label" in r.getMessage()]
+    assert warnings == ["data: dropped 4 of 44 rows with an empty text or label"]
+
+
+def test_duplicates_and_conflicts_are_counted_on_one_line(caplog):
+    rows = [(f"text {i}", i % 2) for i in range(40)]
+    rows += [("text 1", 1), ("text 1", 1), ("text 2", 1), ("text 3", 1)]  # 2 duplicates, 1 conflict ("text 2")
+    with caplog.at_level(logging.WARNING):
+        splits = make_splits(frame(rows), ["a", "b"], val_size=5, test_size=5)
+    assert sum(len(x) for x in (splits.train, splits.validation, splits.test)) == 40
+    lines = [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()]
+    assert len(lines) == 1
+    assert "3 duplicate rows" in lines[0] and "1 texts with conflicting labels" in lines[0] and "'text 2'" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. A damaged result cache entry is reported and recomputed
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("damage", ["{\"schema\": 2, \"stu", "", "[1, 2]", "\xff\xfe"])
+def test_damaged_result_cache_is_recomputed(tiny_cfg, caplog, damage):
+    from cod_pipeline.pipeline import run_hash, run_one
+
+    cfg = tiny_cfg()
+    done = Path(cfg.paths.cache_dir) / "results" / f"{run_hash(cfg)}.json"
+    done.parent.mkdir(parents=True)
+    done.write_bytes(damage.encode("latin-1"))
+    with caplog.at_level(logging.WARNING):
+        result = run_one(cfg)
+    assert result["stage"] == "student" and "student" in result
+    assert json.loads(done.read_text())["run_hash"] == run_hash(cfg)  # overwritten with a good entry
+    assert any(str(done) in r.getMessage() and "recomputing" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. A failing compare arm does not lose the finished arm's summary
+# ------------------------------------------------------------------------------------------------
+def test_failed_compare_arm_summary_on_stdout(tiny_cfg, capsys, monkeypatch):
+    import cod_pipeline.pipeline as pipeline
+
+    student = pipeline.STAGES["student"]
+
+    def stage(cfg):
+        if cfg.augment.name == "cod":
+            raise ConfigError("injected compare failure")
+        return student(cfg)
+
+    monkeypatch.setitem(pipeline.STAGES, "student", stage)
+    with pytest.raises(SystemExit) as ei:
+        run_job(tiny_cfg("compare=[cod]"))
+    assert ei.value.code == 2
+    cap = capsys.readouterr()
+    assert "student kd " in cap.out and "kd+cod did not finish" in cap.out  # old code: no table at all
+    assert [ln for ln in cap.err.splitlines() if ln.startswith("error")] == ["error: injected compare failure"]
+    assert cap.out.index("did not finish") > cap.out.index("student kd ")
+
+
+# ------------------------------------------------------------------------------------------------
+# 8. Noise
+# ------------------------------------------------------------------------------------------------
+def test_fit_gives_lightning_a_real_epoch_count_and_logging_interval(tiny_cfg, monkeypatch, recwarn, caplog):
+    import cod_pipeline.training as training
+
+    seen = []
+    real = training.hydra.utils.instantiate
+
+    def spy(cfg, *a, **kw):
+        if "max_steps" in kw:  # the Trainer
+            seen.append(kw)
+        return real(cfg, *a, **kw)
+
+    monkeypatch.setattr(training.hydra.utils, "instantiate", spy)
+    with caplog.at_level(logging.INFO):
+        run_job(tiny_cfg())
+    assert seen and all(kw["max_epochs"] >= 1 for kw in seen)  # old: -1, shown as "Epoch 0/-2"
+    assert all(kw["log_every_n_steps"] <= kw["max_steps"] for kw in seen)
+    texts = [str(w.message) for w in recwarn] + [r.getMessage() for r in caplog.records]
+    for noise in ("litlogger", "LeafSpec", "logging interval", "TPU available"):
+        assert not any(noise in t for t in texts), noise
+
+
+def test_rules_render_their_ranges():
+    assert RULES["cfe.max_edit_distance"].describe() == "a number in (0, 1]"
+    assert not RULES["seed"].ok(True) and not RULES["method.temperature"].ok(math.nan)

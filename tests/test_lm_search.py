@@ -1,0 +1,114 @@
+"""The language-model-guided CFE search, and the CoD protocol without selection bias."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from cod_pipeline import ConfigError
+from tests.conftest import CONF, SENTIMENT_TEACHER, make_cfg
+
+TASKS = ("sentiment", "acceptability", "topic", "subjectivity")  # the values the dataset configs document
+
+
+def write_topic_tsv(path: Path, n: int = 600) -> Path:
+    """A toy two-topic task (sports vs cooking) that no sentiment lexicon can flip."""
+    rng = random.Random(0)
+    sports = ["team", "match", "goal", "player", "coach", "league", "stadium", "referee"]
+    food = ["soup", "recipe", "oven", "chef", "kitchen", "pasta", "bread", "sauce"]
+    lines = ["sentence\tlabel"]
+    for i in range(n):
+        y = i % 2
+        a, b = rng.sample(food if y else sports, 2)
+        lines.append(f"the {a} and the {b} were there on day {i} .\t{y}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_lm_search_flips_a_teacher_on_a_non_sentiment_task(tmp_path):
+    from cod_pipeline.pipeline import run
+
+    path = write_topic_tsv(tmp_path / "topic.tsv")
+    cfg = make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]",
+                              "dataset=local", f"dataset.source.path={path}", "dataset.task=topic",
+                              "dataset.label_names=[sports,cooking]", "dataset.label_template=a text about {}",
+                              "dataset.val_size=100", "dataset.test_size=200", *SENTIMENT_TEACHER,
+                              "stage=cfe", "k=16", "cfe=lm_search"])
+    q = run(cfg)["cfe"]
+    assert q["generator"] == "lm_search" and q["n_originals"] == 8  # exactly the draw's first k/2
+    assert q["validity"] >= 0.75, q
+    assert q["edited_words_mean"] <= 3
+    assert q["fluency_drop_mean"] is not None  # ranked by the LM
+    from cod_pipeline.counterfactuals.store import CFEStore
+
+    recs = [r for r in CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite").all(dataset="local") if r["valid"]]
+    assert all(r["cfe_label"] != r["label"] for r in recs)  # every CFE flips the teacher
+    # a topic flip needs a word of the other topic: substitutions only the LM can propose here
+    assert any("->" in e for r in recs for e in (r.get("edits") or [])), [r["edits"] for r in recs]
+
+
+def _rows(cfg):
+    from cod_pipeline.counterfactuals.pairing import cod_rows
+    from cod_pipeline.pipeline import prepare
+    from cod_pipeline.teacher import ensure_teacher
+
+    splits, sampler = prepare(cfg)
+    return cod_rows(cfg, splits, sampler, ensure_teacher(cfg, splits)), splits, sampler
+
+
+def test_cod_originals_are_the_kd_prefix(sentiment_cfg):
+    (rows, q), splits, sampler = _rows(sentiment_cfg("augment=cod", "cfe=search", "k=8"))
+    ids = lambda idx: set(splits.train.iloc[list(idx)]["id"])  # noqa: E731
+    originals = {r["id"] for r in rows if not r["is_cfe"]}
+    assert ids(sampler.draw(4)) <= originals <= ids(sampler.draw(8))
+    assert len(rows) == 8 and q["unpaired_originals"] == len(originals) - 4
+
+
+def test_failed_cfes_fill_from_kds_own_draw(sentiment_cfg):
+    """No CFE passes a gate of 1% edits: every original stays, unpaired, and the budget is
+    filled from KD's draw, so CoD's training set is exactly KD's."""
+    (rows, q), splits, sampler = _rows(sentiment_cfg("augment=cod", "cfe=search", "k=8", "cfe.max_edit_distance=0.01"))
+    assert q["unpaired_originals"] == 4 and q["fill_originals"] == 4
+    assert {r["id"] for r in rows} == set(splits.train.iloc[list(sampler.draw(8))]["id"])
+    assert not any(r["is_cfe"] for r in rows)
+
+
+def test_near_flip_pairs_failures_with_their_closest_candidate(sentiment_cfg):
+    (rows, q), _, _ = _rows(sentiment_cfg("augment=cod", "augment.on_failure=near_flip", "cfe=search", "k=8",
+                                          "cfe.max_edit_distance=0.01", "augment.cfe_loss=kl"))
+    partners = [r for r in rows if r["is_cfe"]]
+    assert q["near_flips"] == len(partners) > 0
+    assert all(r["ce_weight"] == 0.0 for r in partners)  # cfe_loss=kl: no hard label on the partner
+
+
+def test_kl_only_cfe_loss_ignores_the_hard_label():
+    import torch
+
+    from cod_pipeline.losses import distillation_loss
+
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    full = distillation_loss(logits, labels)["ce"]
+    first = distillation_loss(logits, labels, ce_weight=torch.tensor([1.0, 0.0]))["ce"]
+    assert torch.isclose(first, distillation_loss(logits[:1], labels[:1])["ce"]) and first < full
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_builds_with_every_generator(task, tmp_path):
+    """Each documented task value works with each generator, or fails with one ConfigError line."""
+    from cod_pipeline.counterfactuals.generators import build_generator
+
+    for yaml in sorted(Path(CONF, "cfe").glob("*.yaml")):
+        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"cfe={yaml.stem}", f"dataset.task={task}"])
+        try:
+            gen = build_generator(cfg.cfe, task, ["a negative text", "a positive text"])
+        except ConfigError as e:
+            assert "\n" not in str(e)
+            continue
+        if hasattr(gen, "prompt"):  # LLM generators: the prompt renders for this task
+            from cod_pipeline.counterfactuals.llm import PromptItem
+
+            msg = gen.prompt.chat_messages(PromptItem("some text", "negative", "positive"))
+            assert "some text" in msg[-1]["content"]
