@@ -114,6 +114,7 @@ def student_task(cfg: DictConfig) -> dict:
                                  progress="student: test")
         student_metrics = metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(),
                                   splits.num_classes, teacher_pred=teacher.test_probs.argmax(-1))
+        info["validation"] = heldout_metrics(cfg, splits, teacher, student)
         timings["evaluate"] = time.time() - t0
         result = base_result(cfg, "student", splits)
         result.update({
@@ -134,11 +135,28 @@ def build_training_set(cfg, splits, sampler, teacher) -> tuple[list[dict], dict 
     return paired_rows(cfg, splits, sampler, teacher)
 
 
+def _validation_order(splits) -> np.ndarray:
+    return np.random.default_rng(0).permutation(len(splits.validation))  # fixed: never the run seed
+
+
+def heldout_metrics(cfg, splits, teacher, student, cap: int = 500) -> dict:
+    """Metrics on validation text the student's selection never saw: where defaults are chosen
+    (never on test)."""
+    n = min(cfg.model.student_training.val_size, len(splits.validation))
+    pos = _validation_order(splits)[n:n + cap]
+    if not len(pos):
+        return {}
+    logits, _ = predict(student, splits.validation["text"].iloc[pos].tolist(),
+                        cfg.model.student_training.eval_batch_size)
+    return metrics(splits.validation["label"].to_numpy()[pos], logits.argmax(-1).numpy(), splits.num_classes,
+                   teacher_pred=teacher.val_probs[pos].argmax(-1))
+
+
 def student_val_rows(cfg, splits, teacher) -> list[dict]:
     """Selection rows: a small labelled validation set, or teacher-labelled validation text."""
     st = cfg.model.student_training
     n = min(st.val_size, len(splits.validation))
-    pos = np.random.default_rng(0).permutation(len(splits.validation))[:n]  # fixed: never the run seed
+    pos = _validation_order(splits)[:n]
     df = splits.validation.iloc[pos]
     t_pred = teacher.val_probs[pos].argmax(-1)
     return [{"text": t, "label": int(y), "t_pred": int(p)} for t, y, p in zip(df["text"], df["label"], t_pred)]
