@@ -46,10 +46,12 @@ install-test: $(VENV)/.installed-test
 demo: install ## install, then run the default job (teacher → kd student on rotten_tomatoes, k=16)
 	$(RUN)
 
-test: install-test ## install test deps and run the fast tests
+test: install-test ## lint (ruff), then the fast tests
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not slow and not local_llm"
 
-test-all: install-test ## every test, slow ones included
+test-all: install-test ## lint, then every test: the slow ones too (not local_llm: make local-llm, then pytest -m local_llm)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not local_llm"
 
 local-llm: install ## optional: llama-cpp-python server + SmolLM2 GGUF for cfe=local_llm (builds from source)
@@ -108,3 +110,6 @@ bench-sst2: install ## KD vs KD+CoD on local SST-2 (../shared/data/sst2), k=8..6
 
 bench-local-llm: local-llm ## small local LLM CFEs (SmolLM2, Gemma-3): alone, with feedback, as hybrid; vs search
 	$(BIN)/python benchmarks/bench_local_llm.py
+
+slurm-local: ## one-node SLURM cluster on this machine (root + apt): make slurm-local [ACTION=start|stop|status]
+	bash cluster/slurm_local.sh $(or $(ACTION),start)

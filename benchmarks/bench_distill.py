@@ -21,7 +21,8 @@ def main():
     from cod_pipeline.augment import original_rows
     from cod_pipeline.evaluation import metrics
     from cod_pipeline.models.backbone import predict
-    from cod_pipeline.pipeline import prepare, train_student
+    from cod_pipeline.pipeline import prepare
+    from cod_pipeline.student import train_student
     from cod_pipeline.teacher import ensure_teacher
 
     cfg = compose([f"k={args.k}", f"seed={args.seed}", "logger=none", "compare=[]",

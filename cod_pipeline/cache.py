@@ -60,6 +60,90 @@ class StageCache:
             raise
 
 
+def dist_rank() -> int:
+    """This process's rank in a multi-process (DDP) job: SLURM tasks, torchrun, or the processes
+    Lightning's launcher starts (``LOCAL_RANK``); 0 for a plain single process."""
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    for var in ("RANK", "LOCAL_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+def job_token() -> str:
+    """The same string in every rank of one multi-process job, different between jobs: what a
+    lock's owner file records, so a job's other ranks can tell their rank 0 holds it."""
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in os.environ:
+        return f"slurm:{os.environ['SLURM_JOB_ID']}.{os.environ.get('SLURM_STEP_ID', '')}"
+    if "RANK" in os.environ and "MASTER_PORT" in os.environ:  # torchrun
+        return f"torchrun:{os.environ.get('MASTER_ADDR', '')}:{os.environ['MASTER_PORT']}"
+    host = os.uname().nodename
+    # a process started by Lightning's DDP launcher: its parent is rank 0
+    return f"{host}:{os.getppid() if int(os.environ.get('LOCAL_RANK', 0) or 0) > 0 else os.getpid()}"
+
+
+def lock_owner(path: str | Path) -> str | None:
+    """The job token of a lock's current holder (None when nobody holds it)."""
+    import fcntl
+
+    try:
+        fd = os.open(str(path), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None  # free (closing the descriptor releases our probe)
+    except OSError:
+        try:
+            return Path(str(path) + ".owner").read_text().strip() or "?"
+        except OSError:
+            return "?"
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def file_lock(path: str | Path, what: str = "", poll_s: float = 1.0, report_every_s: float = 60.0):
+    """Hold an exclusive POSIX record lock (``fcntl.lockf``) on ``path`` while the block runs.
+
+    Works across processes and hosts on local disks, NFSv3 (NLM) / NFSv4 and Lustre mounted with
+    ``flock``; the kernel (or the NFS server's lease) drops the lock when the holder dies, so a
+    killed job never leaves a stale lock behind. Waiting is logged once, then every
+    ``report_every_s`` seconds; yields True when it had to wait for another holder."""
+    import fcntl
+    import time
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o666)
+    waited, last = False, 0.0
+    try:
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                now = time.monotonic()
+                if now - last >= report_every_s:
+                    holder = ""
+                    try:
+                        holder = Path(str(path) + ".owner").read_text().strip()
+                    except OSError:
+                        pass
+                    log.info("waiting for %s (lock %s%s)", what or "a lock", path, f", held by {holder}" if holder else "")
+                    last = now
+                waited = True
+                time.sleep(poll_s)
+        try:
+            Path(str(path) + ".owner").write_text(job_token() + "\n")
+        except OSError:
+            pass
+        yield waited
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def source_fingerprint(dataset) -> dict:
     """Size and mtime of a local dataset's files, so an edited file does not reuse stale artefacts,
     and the version of the split rule, so a changed rule does not either."""
@@ -77,7 +161,7 @@ def source_fingerprint(dataset) -> dict:
 
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two jobs may share a run folder
     tmp.write_text(json.dumps(to_plain(obj), indent=2, default=str))
     os.replace(tmp, path)
 

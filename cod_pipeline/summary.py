@@ -38,3 +38,16 @@ def print_summary(result: dict, path, unfinished: str | None = None) -> None:
 
 def _variant(result: dict) -> str:
     return result["method"] + ("" if result["augment"] == "none" else "+" + result["augment"])
+
+
+def print_stage_output(stage: str, result: dict, out_dir) -> None:
+    """What a finished job prints: the mechanism stages their Markdown tables, the others the summary table."""
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    if stage in ("moons", "fisher", "proximity"):
+        for md in sorted(out_dir.glob("*.md")):
+            print(f"\n## {md.name}\n{md.read_text()}")
+        print(f"written to {out_dir}")
+    else:
+        print_summary(result, out_dir / "result.json")

@@ -14,7 +14,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
-from cod_pipeline.cache import StageCache, config_hash, source_fingerprint, write_json
+from cod_pipeline.cache import (
+    StageCache,
+    config_hash,
+    dist_rank,
+    file_lock,
+    job_token,
+    lock_owner,
+    source_fingerprint,
+    write_json,
+)
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
@@ -80,9 +89,22 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     t0 = time.time()
     trained_now = False
     if not ckpt and not (path / "DONE").exists():
-        with cache.writing("teacher", key) as tmp:
-            _train(cfg, splits, tmp)
-        trained_now = True
+        # several jobs of a sweep may need this teacher at once: one trains it, the others wait
+        lock = path.parent / f"{path.name}.lock"
+        if dist_rank() > 0:
+            # another rank of a DDP job: the fit needs every rank, so it trains beside its own rank 0
+            # once that holds the lock, or loads what another job trained
+            _wait_for_rank0_or_done(lock, path / "DONE")
+            if not (path / "DONE").exists():
+                with cache.writing("teacher", key) as tmp:
+                    _train(cfg, splits, tmp)
+                trained_now = True
+        else:
+            with file_lock(lock, f"teacher {path.name}, being trained by another job"):
+                if not (path / "DONE").exists():  # re-check: the holder we waited for may have finished it
+                    with cache.writing("teacher", key) as tmp:
+                        _train(cfg, splits, tmp)
+                    trained_now = True
     meta = json.loads((path / "meta.json").read_text())
     _check_labels(meta["label_names"], splits, path)
     model = build_teacher_model(cfg, len(meta["label_names"]))
@@ -95,6 +117,18 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
              {k: round(v, 4) for k, v in meta["test"].items() if isinstance(v, float)})
     return Teacher(model, config_hash(key), meta["label_names"], probs["val"].numpy(), probs["test"].numpy(),
                    meta["test"], trained_now, time.time() - t0, path)
+
+
+def _wait_for_rank0_or_done(lock: Path, done: Path, poll_s: float = 0.5, report_every_s: float = 60.0) -> None:
+    me, last = job_token(), 0.0
+    while not done.exists():
+        if lock_owner(lock) == me:
+            return
+        if time.monotonic() - last >= report_every_s:
+            log.info("rank %d: waiting for rank 0 of this job (%s) to take %s, or for another job's teacher",
+                     dist_rank(), me, lock)
+            last = time.monotonic()
+        time.sleep(poll_s)
 
 
 def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:

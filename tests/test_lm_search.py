@@ -33,7 +33,7 @@ def test_lm_search_flips_a_teacher_on_a_non_sentiment_task(tmp_path):
     path = write_topic_tsv(tmp_path / "topic.tsv")
     cfg = make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]",
                               "dataset=local", f"dataset.source.path={path}", "dataset.task=topic",
-                              "dataset.label_names=[sports,cooking]", "dataset.label_template=a text about {}",
+                              "dataset.label_names=[sports,cooking]", "dataset.label_template='a text about {}'",
                               "dataset.val_size=100", "dataset.test_size=200", *SENTIMENT_TEACHER,
                               "stage=cfe", "k=16", "cfe=lm_search"])
     q = run(cfg)["cfe"]
@@ -76,8 +76,9 @@ def test_failed_cfes_fill_from_kds_own_draw(sentiment_cfg):
 
 
 def test_near_flip_pairs_failures_with_their_closest_candidate(sentiment_cfg):
+    """A margin no edit reaches: the search keeps its closest non-flip as the partner."""
     (rows, q), _, _ = _rows(sentiment_cfg("augment=cod", "augment.on_failure=near_flip", "cfe=search", "k=8",
-                                          "cfe.max_edit_distance=0.01", "augment.cfe_loss=kl"))
+                                          "cfe.min_margin=0.999", "augment.cfe_loss=kl"))
     partners = [r for r in rows if r["is_cfe"]]
     assert q["near_flips"] == len(partners) > 0
     assert all(r["ce_weight"] == 0.0 for r in partners)  # cfe_loss=kl: no hard label on the partner

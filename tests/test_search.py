@@ -12,7 +12,7 @@ import torch
 
 from cod_pipeline.counterfactuals import lexicon as lex
 from cod_pipeline.counterfactuals.search import (  # noqa: I001
-    _Job,
+    OriginalSearch,
     SearchConfig,
     neighbours,
     random_edits,
@@ -130,9 +130,9 @@ def test_min_margin_asks_for_decisive_flips(rt_teacher):
     assert gate.reason("a b", "a c", np.array([0.35, 0.65]), label=0, target=None) is None
     # three classes: both use top-1 minus top-2, so the search never returns what the gate rejects
     p3 = np.array([0.30, 0.36, 0.34])
-    state = _Job("a b", 0, None, SearchConfig(min_margin=0.05))
+    state = OriginalSearch("a b", 0, None, SearchConfig(min_margin=0.05))
     assert not state.flipped(p3) and Gate(1.0, min_margin=0.05).reason("a b", "a c", p3, 0, None) == "weak_flip"
-    assert _Job("a b", 0, None, SearchConfig(min_margin=0.01)).flipped(p3)
+    assert OriginalSearch("a b", 0, None, SearchConfig(min_margin=0.01)).flipped(p3)
 
 
 def test_target_argument(rt_teacher):

@@ -24,8 +24,11 @@ def test_multirun_report_and_resume(tmp_path):
             f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}"]
     first = hydra_run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
-    results = sorted(sweep.glob("*/result.json"))
+    results = sorted(sweep.rglob("result.json"))
     assert len(results) == 4
+    # job folders are named by their coordinates (conf/hydra/default.yaml), not numbered
+    assert {str(p.parent.relative_to(sweep)) for p in results} == {
+        f"rotten_tomatoes/tiny/{m}+none/k{k}/seed0" for m in ("kd", "finetune") for k in (4, 8)}
     combos = {(r["method"], r["k"]) for r in map(lambda p: json.loads(p.read_text()), results)}
     assert combos == {("kd", 4), ("kd", 8), ("finetune", 4), ("finetune", 8)}
 

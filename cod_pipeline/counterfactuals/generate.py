@@ -12,42 +12,15 @@ import os
 import socket
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 
+from cod_pipeline.counterfactuals.gate import Gate
 from cod_pipeline.counterfactuals.generators import Generator, Item
-from cod_pipeline.counterfactuals.quality import margin
 from cod_pipeline.counterfactuals.store import CFEKey, CFEStore
 from cod_pipeline.counterfactuals.textclean import edited_words, normalized_edit_distance
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Gate:
-    """A CFE must flip the teacher *and* be a minimal edit: rewrites are not CFEs."""
-    max_edit_distance: float = 0.4
-    reject_prompt_examples: bool = True
-    min_margin: float = 0.0  # top-1 minus top-2 teacher probability on the CFE; 0 = any flip
-
-    def reason(self, original: str, cand: str | None, probs, label: int, target: int | None,
-               examples=(), seen=()) -> str | None:
-        if cand is None:
-            return "no_candidate"
-        pred = int(np.argmax(probs))
-        if (target is None and pred == label) or (target is not None and pred != target):
-            return "no_flip"
-        if normalized_edit_distance(original, cand) > self.max_edit_distance:
-            return "too_far"
-        if margin(probs) < self.min_margin:
-            return "weak_flip"
-        canon = cand.strip().lower()
-        if self.reject_prompt_examples and canon in {e.strip().lower() for e in examples}:
-            return "prompt_example"
-        if canon in seen:
-            return "duplicate"
-        return None
 
 
 def _feedback(cand: str | None, probs, label_names, reason: str) -> str:
@@ -75,8 +48,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class CFEGeneration:
-    """Generates (or reuses) CFEs for originals of one dataset with one teacher and generator."""
+class ValidatedCFEs:
+    """Teacher-validated CFEs for originals of one dataset, one teacher and one generator: each
+    is read from the store, or proposed by the generator, scored by the teacher, judged by the gate
+    and stored."""
 
     def __init__(self, store: CFEStore, generator: Generator, gate: Gate, dataset: str, teacher_id: str,
                  scorer, label_names: list[str], max_attempts: int = 3, target: str | None = None,
@@ -244,3 +219,6 @@ class CFEGeneration:
         # interleave classes so any prefix stays balanced
         pairs = [p for group in zip(*chosen) for p in group]
         return pairs, [rec for _, rec in failed]
+
+
+CFEGeneration = ValidatedCFEs  # the old name (benchmarks/ import it)

@@ -1,6 +1,9 @@
 """CFE generators share one interface: (originals, the teacher's labels, task) → candidate
 texts. Validation against the teacher and the minimality gate live in ``generate.py``, so a
-new backend is one small class plus one YAML file."""
+new backend is one small class plus one YAML file: ``conf/cfe/<name>.yaml`` names the class in
+``_target_``, includes the shared gate keys (``defaults: [_gate_, _self_]``), and the class builds
+itself from that node (``from_config``) and declares which of its keys are runtime settings
+(``runtime_keys``: how fast CFEs come, not which; they stay out of the CFE cache key)."""
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash
+from cod_pipeline.counterfactuals.gate import Gate
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,21 @@ class Generator:
     prompt_version = "-"
     examples: tuple[str, ...] = ()  # the prompt's own examples: a CFE equal to one is rejected
     uses_feedback = False
+    #: dotted keys of the cfe node that change how fast CFEs come, not which (the generation loop's own)
+    runtime_keys: tuple[str, ...] = ("chunk_size", "max_tries_per_class")
 
     def __init__(self, task: str):
         self.task = task
+
+    @classmethod
+    def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "Generator":
+        """Built from its ``cfe`` node; ``descriptions``: one text per class (a language model's context)."""
+        raise NotImplementedError
+
+    @classmethod
+    def runtime(cls, cfg) -> tuple[str, ...]:
+        """The runtime keys of this generator's ``cfe`` node (excluded from ``identity``)."""
+        return cls.runtime_keys
 
     def propose(self, items: list[Item], scorer) -> list[Candidate]:
         raise NotImplementedError
@@ -82,6 +100,15 @@ class SearchGenerator(Generator):
             model = LanguageModel(lm.pop("gguf"), lm.pop("batch_size", 16), lm.pop("max_length", 128))
             self.guide = LMGuide(model, descriptions or [], **lm)
             self.name, self.llm_model = "lm_search", Path(model.gguf).name
+
+    @classmethod
+    def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "SearchGenerator":
+        kw = dict(cfg.search)
+        kw["min_margin"] = float(cfg.get("min_margin", kw.get("min_margin", 0.0)))  # the gate's margin
+        if cfg.get("target_margin") is not None:
+            kw["target_margin"] = float(cfg.target_margin)
+        lm = dict(cfg.lm) if cfg.get("lm") else None
+        return cls(task, lm=lm, descriptions=descriptions, **kw)
 
     def check(self) -> None:
         if self.guide is not None:
@@ -115,6 +142,13 @@ class OpenAIGenerator(Generator):
         self.prompt_version = f"{self.llm_cfg.prompt_version}-{self.llm_cfg.mode}"
         self.examples = tuple(str(t) for pair in self.prompt.fewshot for t in pair[:2])
         self._proposer = None
+
+    runtime_keys = Generator.runtime_keys + tuple(f"llm.{k}" for k in (
+        "max_in_flight", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env", "base_url"))
+
+    @classmethod
+    def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "OpenAIGenerator":
+        return cls(task, cfg.llm, cfg.get("fewshot"))
 
     def proposer(self):
         from cod_pipeline.counterfactuals.llm import OpenAIProposer
@@ -158,6 +192,14 @@ class LocalLLMGenerator(OpenAIGenerator):
         self._proc: subprocess.Popen | None = None
         self._log_path: str | None = None
         self._path: str | None = None
+
+    server_keys = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s")  # the server's own settings
+    runtime_keys = OpenAIGenerator.runtime_keys + server_keys
+
+    @classmethod
+    def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "LocalLLMGenerator":
+        server = {k: cfg[k] for k in cls.server_keys if k in cfg}
+        return cls(task, cfg.llm, cfg.gguf, cfg.get("fewshot"), **server)
 
     def check(self) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
@@ -240,13 +282,30 @@ class HybridGenerator(Generator):
 
     def __init__(self, task: str, llm_generator: Generator, search: SearchGenerator,
                  max_edit_distance: float = 1.0):
-        from cod_pipeline.counterfactuals.generate import Gate  # generate imports this module
-
         super().__init__(task)
         self.llm, self.search, self.max_edit_distance = llm_generator, search, max_edit_distance
         self.gate = Gate(max_edit_distance, min_margin=search.cfg.min_margin)  # what counts as kept, as later
         self.llm_model, self.examples = llm_generator.llm_model, llm_generator.examples
         self.prompt_version = f"{llm_generator.prompt_version}+{search.prompt_version}"
+
+    @staticmethod
+    def parts(cfg) -> tuple[type[Generator], type[Generator]]:
+        """The proposer and the repairing search, named by ``_proposer_`` and ``_repair_`` in the same
+        node; a proposer that serves a model file (``gguf``) with none set drives ``llm.base_url`` instead."""
+        proposer = generator_class(cfg._proposer_)
+        if issubclass(proposer, LocalLLMGenerator) and not cfg.get("gguf"):
+            proposer = OpenAIGenerator
+        return proposer, generator_class(cfg._repair_)
+
+    @classmethod
+    def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "HybridGenerator":
+        proposer, repair = cls.parts(cfg)
+        return cls(task, proposer.from_config(cfg, task), repair.from_config(cfg, task), cfg.max_edit_distance)
+
+    @classmethod
+    def runtime(cls, cfg) -> tuple[str, ...]:
+        proposer, repair = generator_class(cfg._proposer_), generator_class(cfg._repair_)  # as declared
+        return tuple(dict.fromkeys(cls.runtime_keys + proposer.runtime(cfg) + repair.runtime(cfg)))
 
     def check(self) -> None:
         getattr(self.llm, "check", lambda: None)()
@@ -284,37 +343,54 @@ class HybridGenerator(Generator):
         return cands
 
 
-def _local_llm(cfg, task: str) -> LocalLLMGenerator:
-    server = {k: cfg[k] for k in LOCAL_SERVER_KEYS if k in cfg}
-    return LocalLLMGenerator(task, cfg.llm, cfg.gguf, cfg.get("fewshot"), **server)
+def generator_class(target: str) -> type[Generator]:
+    """The class a ``_target_`` names (a dotted import path)."""
+    import hydra.utils
+
+    try:
+        cls = hydra.utils.get_class(str(target))
+    except Exception as e:  # noqa: BLE001 - hydra wraps import errors in several types
+        raise ConfigError(f"cfe._target_={target!r} is not an importable class: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise ConfigError(f"cfe._target_={target!r} is not a CFE generator (a Generator subclass)")
+    return cls
 
 
-LOCAL_SERVER_KEYS = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s")
-
-
-def _search(cfg, task: str, descriptions=None) -> SearchGenerator:
-    kw = dict(cfg.search)
-    kw["min_margin"] = float(cfg.get("min_margin", kw.get("min_margin", 0.0)))  # the gate's margin
-    if cfg.get("target_margin") is not None:
-        kw["target_margin"] = float(cfg.target_margin)
-    lm = dict(cfg.lm) if cfg.get("lm") else None
-    return SearchGenerator(task, lm=lm, descriptions=descriptions, **kw)
+def _target(cfg) -> str:
+    target = cfg.get("_target_")
+    if not target:
+        raise ConfigError(f"cfe={cfg.get('name')!r} has no _target_ (the generator class) in its YAML")
+    return target
 
 
 def build_generator(cfg, task: str, descriptions: list[str] | None = None) -> Generator:
-    """From the ``cfe`` config group; ``descriptions``: one text per class (the LM's context)."""
-    kind = cfg.name
-    if kind in ("search", "lm_search"):
-        return _search(cfg, task, descriptions)
-    if kind == "openai":
-        return OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
-    if kind == "local_llm":
-        return _local_llm(cfg, task)
-    if kind == "hybrid":
-        llm = _local_llm(cfg, task) if cfg.get("gguf") else OpenAIGenerator(task, cfg.llm, cfg.get("fewshot"))
-        return HybridGenerator(task, llm, _search(cfg, task), cfg.max_edit_distance)
-    raise ConfigError(f"unknown cfe generator {kind!r}")
+    """From the ``cfe`` config group: the class its ``_target_`` names builds itself from the node;
+    ``descriptions``: one text per class (the LM's context)."""
+    return generator_class(_target(cfg)).from_config(cfg, task, descriptions)
+
+
+def identity(cfg) -> dict:
+    """The part of a ``cfe`` node that decides which CFEs come out: everything but its layout keys
+    (``_target_``, ``_proposer_``: any key spelled ``_like_this_``) and the generator's runtime keys."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in generator_class(_target(cfg)).runtime(cfg):
+        *path, leaf = key.split(".")
+        sub = c
+        for p in path:
+            sub = sub.get(p) if isinstance(sub, dict) else None
+        if isinstance(sub, dict):
+            sub.pop(leaf, None)
+    return _without_layout(c)
+
+
+def _without_layout(node):
+    if isinstance(node, dict):
+        return {k: _without_layout(v) for k, v in node.items()
+                if not (isinstance(k, str) and len(k) > 2 and k.startswith("_") and k.endswith("_"))}
+    if isinstance(node, list):
+        return [_without_layout(v) for v in node]
+    return node
 
 
 __all__ = ["Item", "Candidate", "Generator", "SearchGenerator", "OpenAIGenerator", "LocalLLMGenerator",
-           "HybridGenerator", "build_generator"]
+           "HybridGenerator", "build_generator", "generator_class", "identity"]

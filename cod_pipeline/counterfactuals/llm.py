@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from cod_pipeline import ConfigError
 
+from .tasks import SYSTEM, prompt_task
 from .textclean import clean_llm_output
 
 log = logging.getLogger(__name__)
@@ -180,68 +181,18 @@ class TaskPrompt:
         return "".join(parts)
 
 
-_SENTIMENT_INSTRUCTION = (
-    "Rewrite the sentence below so that its sentiment changes from {source_label} to {target_label}. "
-    "Make the minimal change: edit as few words as possible and keep everything else (wording, "
-    "punctuation, casing) identical. Return ONLY the rewritten sentence, with no quotes, labels "
-    "or explanation.\n\n{feedback}Sentence: \"{text}\""
-)
-_ACCEPTABILITY_INSTRUCTION = (
-    "The sentence below is grammatically {source_label}. Rewrite it so that it becomes grammatically "
-    "{target_label}, using the minimal grammar edit (e.g. change, add, delete or reorder one or two "
-    "words; fix or break agreement, argument structure or word order). Keep everything else identical. "
-    "Return ONLY the rewritten sentence, with no quotes, labels or explanation.\n\n"
-    "{feedback}Sentence: \"{text}\""
-)
-_SYSTEM = "You are a careful linguist who produces minimal counterfactual edits of sentences."
-
-_SENTIMENT_FEWSHOT = [
-    ("a gorgeous, witty, seductive movie.", "a dull, witty, seductive movie."),
-    ("the acting is superb and the story is moving.", "the acting is wooden and the story is moving."),
-    ("i loved every minute of it.", "i hated every minute of it."),
-]
-_ACCEPTABILITY_FEWSHOT = [
-    ("The dog chased the cat.", "The dog chased cat the."),
-    ("She has written three books.", "She have written three books."),
-    ("John seems to be happy.", "John seems be to happy."),
-]
-
-
 def task_prompt(task: str, fewshot: Sequence | None = None) -> TaskPrompt:
-    """Built-in prompts: ``"sentiment"`` (SST-2/IMDB/...) and ``"acceptability"`` (CoLA)."""
-    key = task.lower()
-    if key in {"sentiment", "sst2", "sst-2", "imdb", "amazon", "yelp"}:
-        return TaskPrompt(
-            instruction=_SENTIMENT_INSTRUCTION,
-            fewshot=list(fewshot) if fewshot is not None else list(_SENTIMENT_FEWSHOT),
-            system=_SYSTEM,
-            completion_header="Minimally edit each sentence so that its sentiment flips.\n\n",
-            fewshot_labels=("positive", "negative") if fewshot is None else None,
-        )
-    if key in {"acceptability", "cola", "grammar"}:
-        return TaskPrompt(
-            instruction=_ACCEPTABILITY_INSTRUCTION,
-            fewshot=list(fewshot) if fewshot is not None else list(_ACCEPTABILITY_FEWSHOT),
-            system=_SYSTEM,
-            completion_header="Minimally edit each sentence so that its grammatical acceptability flips.\n\n",
-            fewshot_labels=("acceptable", "unacceptable") if fewshot is None else None,
-        )
-    # any other task (topic, subjectivity, stance, …): the class names carry the meaning
+    """The prompt of ``task``'s registry entry (``tasks.py``: sentiment, acceptability, or the
+    generic entry for any other task, where the class names carry the meaning); ``fewshot``
+    replaces the entry's own examples (then no direction is assumed)."""
+    entry = prompt_task(task)
     return TaskPrompt(
-        instruction=_GENERIC_INSTRUCTION,
-        fewshot=list(fewshot) if fewshot is not None else [],
-        system=_SYSTEM,
-        completion_header=f"Minimally edit each text so that its {key} label changes.\n\n",
-        fewshot_labels=None,
+        instruction=entry.instruction,
+        fewshot=list(fewshot) if fewshot is not None else list(entry.fewshot),
+        system=SYSTEM,
+        completion_header=entry.header.format(task=task.lower()),
+        fewshot_labels=entry.fewshot_labels if fewshot is None else None,
     )
-
-
-_GENERIC_INSTRUCTION = (
-    "Rewrite the text below so that its label changes from {source_label} to {target_label}. "
-    "Make the minimal change: edit as few words as possible and keep everything else (wording, "
-    "punctuation, casing) identical. Return ONLY the rewritten text, with no quotes, labels "
-    "or explanation.\n\n{feedback}Text: \"{text}\""
-)
 
 
 # --------------------------------------------------------------------------------------------

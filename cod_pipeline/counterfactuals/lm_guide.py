@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cod_pipeline.counterfactuals.edits import Edit
 from cod_pipeline.counterfactuals.lm import LanguageModel, WordSlot
-from cod_pipeline.counterfactuals.search import Edit, _case_like
+from cod_pipeline.counterfactuals.tokens import case_like
 
 
 def _core_starts(tokens) -> list[int]:
@@ -68,7 +69,7 @@ class LMGuide:
             words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], 3 * max(self.proposals, self.insertions),
                                               self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
             for w in words[:self.proposals]:
-                new = _case_like(w, core)
+                new = case_like(w, core)
                 label = f"{core} -> {new}"
                 if label not in known:
                     have.append(Edit(((i, (new,)),), label, 0.3))

@@ -16,35 +16,30 @@ from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash
-from cod_pipeline.counterfactuals.generate import CFEGeneration, Gate
-from cod_pipeline.counterfactuals.generators import LOCAL_SERVER_KEYS, build_generator
+from cod_pipeline.counterfactuals.gate import Gate
+from cod_pipeline.counterfactuals.generate import ValidatedCFEs
+from cod_pipeline.counterfactuals.generators import build_generator, identity
 from cod_pipeline.counterfactuals.quality import summarize, write_samples
+from cod_pipeline.counterfactuals.random_edit import random_edits
 from cod_pipeline.counterfactuals.store import CFEStore
 
 log = logging.getLogger(__name__)
 
 
-OPERATIONAL = ("max_in_flight", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env",
-               "base_url", "chunk_size", "max_tries_per_class", *LOCAL_SERVER_KEYS)
-
-
 def cfe_identity(cfe: DictConfig) -> str:
-    """Hash of every cfe setting that changes which CFEs come out (not how fast they come)."""
-    c = OmegaConf.to_container(cfe, resolve=True)
-    for sub in (c, c.get("llm") or {}):
-        for k in OPERATIONAL:
-            sub.pop(k, None)
-    return config_hash(c, 8)
+    """Hash of every cfe setting that changes which CFEs come out (not how fast they come): the node
+    without its layout keys and the generator's declared runtime keys (``generators.identity``)."""
+    return config_hash(identity(cfe), 8)
 
 
-def make_generation(cfg: DictConfig, splits, teacher) -> CFEGeneration:
+def make_generation(cfg: DictConfig, splits, teacher) -> ValidatedCFEs:
     template = cfg.dataset.get("label_template") or "{}"
     gen = build_generator(cfg.cfe, cfg.dataset.task, [template.format(n) for n in splits.label_names])
     gen.prompt_version = f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
     getattr(gen, "check", lambda: None)()
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
     gate = Gate(cfg.cfe.max_edit_distance, min_margin=cfg.cfe.get("min_margin", 0.0))
-    return CFEGeneration(store, gen, gate, cfg.dataset.name, teacher.id,
+    return ValidatedCFEs(store, gen, gate, cfg.dataset.name, teacher.id,
                          lambda texts: teacher.probs(list(texts)), splits.label_names,
                          max_attempts=cfg.cfe.max_attempts, target=cfg.cfe.get("target"),
                          chunk_size=cfg.cfe.get("chunk_size", 16))
@@ -129,23 +124,40 @@ def cod_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dic
     return rows, quality
 
 
-def paired_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
-    kind = cfg.augment.name
-    n_pairs = cfg.k // 2
-    if kind == "cod":
+class PairedAugment:
+    """A paired augment (``conf/augment/<name>.yaml`` names its class in ``_target_``): k/2 originals
+    and k/2 partners, each pair sharing a ``group``. Unpaired augments (``none``, ``half``) are a
+    fraction of k originals (``cod_pipeline.augment``) and need no class."""
+
+    def rows(self, cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
+        raise NotImplementedError
+
+
+class CoDPairs(PairedAugment):
+    """``cod``: teacher-validated CFEs, an original without one handled by ``augment.on_failure``."""
+
+    def rows(self, cfg, splits, sampler, teacher):
         return cod_rows(cfg, splits, sampler, teacher)
-    if kind == "cod_unvalidated":
-        pairs, quality = _unvalidated(cfg, splits, sampler, teacher, n_pairs)
+
+
+class UnvalidatedPairs(PairedAugment):
+    """``cod_unvalidated`` (the official code): the generator's first proposal, labelled 1 − gold."""
+
+    def rows(self, cfg, splits, sampler, teacher):
+        pairs, quality = _unvalidated(cfg, splits, sampler, teacher, cfg.k // 2)
         rows = []
         for g, (pos, rec) in enumerate(pairs):
             gold = int(splits.train.iloc[pos]["label"])
             rows.append(_row(rec["sample_id"], rec["original"], gold, g, False))
             rows.append(_row(rec["sample_id"] + ":cfe", rec["candidate"], 1 - gold, g, True))
         return rows, quality
-    if kind == "random_edit":
-        from cod_pipeline.counterfactuals.search import random_edits
 
-        idx = sampler.draw(n_pairs)
+
+class RandomEditPairs(PairedAugment):
+    """``random_edit``: ``augment.n_edits`` random word edits per original, labelled by the teacher."""
+
+    def rows(self, cfg, splits, sampler, teacher):
+        idx = sampler.draw(cfg.k // 2)
         df = splits.train.iloc[list(idx)]
         edited = random_edits(df["text"].tolist(), [cfg.augment.n_edits] * len(df), cfg.seed, cfg.dataset.task)
         probs = teacher.probs(edited)
@@ -156,7 +168,27 @@ def paired_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], 
         orig_pred = teacher.probs(df["text"].tolist()).argmax(-1)
         return rows, {"generator": "random_edit", "n_edits": cfg.augment.n_edits,
                       "teacher_flip_rate": float(np.mean(orig_pred != probs.argmax(-1)))}
-    raise ConfigError(f"unknown augment {kind!r}")
+
+
+def augment_class(aug: DictConfig) -> type[PairedAugment]:
+    """The class an augment's ``_target_`` names."""
+    import hydra.utils
+
+    target = aug.get("_target_")
+    if not target:
+        raise ConfigError(f"augment={aug.get('name')!r} is paired but names no class (_target_) in its YAML")
+    try:
+        cls = hydra.utils.get_class(str(target))
+    except Exception as e:  # noqa: BLE001 - hydra wraps import errors in several types
+        raise ConfigError(f"augment._target_={target!r} is not an importable class: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, PairedAugment)):
+        raise ConfigError(f"augment._target_={target!r} is not a PairedAugment")
+    return cls
+
+
+def paired_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
+    """The training rows of a paired augment, from the class its YAML names."""
+    return augment_class(cfg.augment)().rows(cfg, splits, sampler, teacher)
 
 
 def _unvalidated(cfg, splits, sampler, teacher, n_pairs):

@@ -21,19 +21,79 @@ Intended use by a generator (several processes / sweep jobs may share one store)
 
 Claims expire ``ttl_s`` seconds after they were taken (or last refreshed by re-claiming
 with the same owner); an expired claim can be taken over by anyone.
+
+**Shared (network) filesystems.** WAL needs shared memory on one host, and SQLite's own locks
+are not to be relied on over NFS/Lustre/CIFS. ``shared_fs`` chooses (argument, else
+``$COD_SHARED_FS``, else ``auto``):
+
+- ``false`` (local disk): WAL, one connection kept open (the fast default);
+- ``true``: rollback journal (``journal_mode=DELETE``, ``synchronous=FULL``), and every read and
+  write runs under a POSIX record lock (``fcntl.lockf``; NFSv3 NLM / NFSv4 / Lustre ``flock``
+  mount) on the sidecar file ``<db>.lock`` (shared for reads, exclusive for writes), on a
+  connection opened *after* the lock is taken and closed before it is released, so each
+  operation sees the previous writer's closed file (NFS close-to-open consistency);
+- ``auto``: ``true`` when the store's folder is on nfs/nfs4/lustre/cifs/smb/gpfs/beegfs/ceph/
+  glusterfs/fuse.sshfs per ``/proc/mounts``, else ``false``.
+
+Every process sharing one store file must use the same mode (auto gives every node the same
+answer for the same mount).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["CFEKey", "CFEStore", "export_row"]
+__all__ = ["CFEKey", "CFEStore", "export_row", "is_network_fs", "resolve_shared_fs"]
+
+NETWORK_FS = ("nfs", "nfs4", "lustre", "cifs", "smb3", "smbfs", "gpfs", "beegfs", "ceph", "glusterfs",
+              "fuse.glusterfs", "fuse.sshfs", "fuse.ceph", "9p", "afs", "panfs", "orangefs", "pvfs2")
+
+
+def _mount_type(path: str | Path, mounts: str = "/proc/mounts") -> str | None:
+    """Filesystem type of the mount holding ``path`` (longest mount-point prefix), None if unknown."""
+    p = os.path.realpath(os.path.abspath(path))  # resolves the existing part; the rest stays as given
+    best, kind = "", None
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (p == mnt or p.startswith(mnt.rstrip("/") + "/") or mnt == "/") and len(mnt) >= len(best):
+            best, kind = mnt, parts[2]
+    return kind
+
+
+def is_network_fs(path: str | Path, mounts: str = "/proc/mounts") -> bool:
+    kind = _mount_type(path, mounts)
+    return kind is not None and (kind in NETWORK_FS or kind.split(".")[0] in NETWORK_FS)
+
+
+def resolve_shared_fs(path: str | Path, shared_fs: bool | str | None = None) -> bool:
+    """``shared_fs`` (bool, or "auto"/"true"/"false"; None: ``$COD_SHARED_FS``, default auto) -> bool."""
+    if shared_fs is None:
+        shared_fs = os.environ.get("COD_SHARED_FS", "auto")
+    if isinstance(shared_fs, bool):
+        return shared_fs
+    v = str(shared_fs).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    if v in ("auto", "", "none", "null"):
+        return is_network_fs(Path(path).parent)
+    raise ValueError(f"shared_fs must be auto, true or false, not {shared_fs!r}")
 
 
 @dataclass(frozen=True)
@@ -72,25 +132,64 @@ CREATE TABLE IF NOT EXISTS claims (
 
 
 class CFEStore:
-    """SQLite-backed append-only CFE cache. Safe across threads (one lock) and processes (SQLite locks)."""
+    """SQLite-backed append-only CFE cache. Safe across threads (one lock) and processes (SQLite
+    locks; on a shared filesystem a lock file, see the module docstring)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, shared_fs: bool | str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        # isolation_level=None: autocommit; explicit BEGIN IMMEDIATE for multi-statement transactions.
-        self._conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
-        self._retry_locked(self._init_db)
+        self.shared_fs = resolve_shared_fs(self.path, shared_fs)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._conn: sqlite3.Connection | None = None
+        if self.shared_fs:
+            with self._db(write=True, init=True):
+                pass  # journal mode + schema, under the exclusive lock
+        else:
+            # isolation_level=None: autocommit; explicit BEGIN IMMEDIATE for multi-statement transactions.
+            self._conn = self._connect()
+            self._retry_locked(self._init_db)
 
     # -- setup -------------------------------------------------------------------------------
-    def _init_db(self) -> None:
-        c = self._conn
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(str(self.path), timeout=60, isolation_level=None, check_same_thread=False)
+
+    def _init_db(self, c: sqlite3.Connection | None = None) -> None:
+        c = c or self._conn
         c.execute("PRAGMA busy_timeout = 60000")
-        mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":  # pragma: no cover - e.g. unsupported filesystem
-            raise sqlite3.OperationalError(f"could not enable WAL mode on {self.path} (got {mode})")
-        c.execute("PRAGMA synchronous=NORMAL")
+        want = "delete" if self.shared_fs else "wal"
+        mode = c.execute(f"PRAGMA journal_mode={want.upper()}").fetchone()[0]
+        if str(mode).lower() != want:  # pragma: no cover - e.g. unsupported filesystem
+            raise sqlite3.OperationalError(f"could not enable {want} mode on {self.path} (got {mode})")
+        c.execute("PRAGMA synchronous=FULL" if self.shared_fs else "PRAGMA synchronous=NORMAL")
         c.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self, write: bool = False, init: bool = False):
+        """A connection for one operation: local mode, the open WAL connection under the thread
+        lock; shared-FS mode, a fresh connection under the lock file (shared or exclusive)."""
+        with self._lock:
+            if not self.shared_fs:
+                yield self._conn
+                return
+            import fcntl
+
+            fd = os.open(str(self.lock_path), os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+                c = self._connect()
+                try:
+                    if init:
+                        self._retry_locked(lambda: self._init_db(c))
+                    else:
+                        c.execute("PRAGMA busy_timeout = 60000")
+                        if write:
+                            c.execute("PRAGMA synchronous=FULL")
+                    yield c
+                finally:
+                    c.close()
+            finally:
+                os.close(fd)  # closing the descriptor releases the record lock
 
     @staticmethod
     def _retry_locked(fn, tries: int = 50):
@@ -106,7 +205,8 @@ class CFEStore:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def __enter__(self) -> "CFEStore":
         return self
@@ -116,8 +216,8 @@ class CFEStore:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, key: CFEKey) -> dict | None:
-        with self._lock:
-            row = self._conn.execute(f"SELECT record FROM cfe WHERE {_KEY_WHERE}", key.as_tuple()).fetchone()
+        with self._db() as c:
+            row = c.execute(f"SELECT record FROM cfe WHERE {_KEY_WHERE}", key.as_tuple()).fetchone()
         return None if row is None else json.loads(row[0])
 
     def get_many(self, keys: Sequence[CFEKey]) -> dict[CFEKey, dict]:
@@ -127,8 +227,8 @@ class CFEStore:
             chunk = keys[i : i + _CHUNK]
             placeholders = ", ".join(["(" + ", ".join("?" * len(_KEY_COLS)) + ")"] * len(chunk))
             params = [v for k in chunk for v in k.as_tuple()]
-            with self._lock:
-                rows = self._conn.execute(
+            with self._db() as c:
+                rows = c.execute(
                     f"SELECT {_KEY_SQL}, record FROM cfe WHERE ({_KEY_SQL}) IN (VALUES {placeholders})", params
                 ).fetchall()
             for r in rows:
@@ -136,12 +236,12 @@ class CFEStore:
         return out
 
     def __contains__(self, key: CFEKey) -> bool:
-        with self._lock:
-            return self._conn.execute(f"SELECT 1 FROM cfe WHERE {_KEY_WHERE}", key.as_tuple()).fetchone() is not None
+        with self._db() as c:
+            return c.execute(f"SELECT 1 FROM cfe WHERE {_KEY_WHERE}", key.as_tuple()).fetchone() is not None
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM cfe").fetchone()[0])
+        with self._db() as c:
+            return int(c.execute("SELECT COUNT(*) FROM cfe").fetchone()[0])
 
     def all(self, **filters: Any) -> list[dict]:
         """All records in insertion order, each merged with its key fields and ``created_at``.
@@ -153,8 +253,8 @@ class CFEStore:
         rec_f = {k: v for k, v in filters.items() if k not in _KEY_COLS}
         where = " AND ".join(f"{k} = ?" for k in sql_f)
         q = f"SELECT {_KEY_SQL}, record, created_at FROM cfe" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
-        with self._lock:
-            rows = self._conn.execute(q, [str(v) for v in sql_f.values()]).fetchall()
+        with self._db() as c:
+            rows = c.execute(q, [str(v) for v in sql_f.values()]).fetchall()
         out = []
         for r in rows:
             rec = json.loads(r[len(_KEY_COLS)])
@@ -173,8 +273,8 @@ class CFEStore:
         Returns True if this call inserted the row.
         """
         payload = json.dumps(record, ensure_ascii=False, allow_nan=True, default=_json_default)
-        with self._lock:
-            cur = self._conn.execute(
+        with self._db(write=True) as c:
+            cur = c.execute(
                 f"INSERT OR IGNORE INTO cfe ({_KEY_SQL}, record, created_at) VALUES ({', '.join('?' * (len(_KEY_COLS) + 2))})",
                 (*key.as_tuple(), payload, time.time()),
             )
@@ -194,8 +294,7 @@ class CFEStore:
         if not keys:
             return []
         got: list[CFEKey] = []
-        with self._lock:
-            c = self._conn
+        with self._db(write=True) as c:
             self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
             try:
                 now = time.time()
@@ -230,8 +329,7 @@ class CFEStore:
         keys = list(keys)
         if not keys:
             return
-        with self._lock:
-            c = self._conn
+        with self._db(write=True) as c:
             self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
             try:
                 c.executemany(f"DELETE FROM claims WHERE {_KEY_WHERE} AND owner = ?",
@@ -243,8 +341,8 @@ class CFEStore:
 
     def claim_owner(self, key: CFEKey) -> str | None:
         """Owner of a live (non-expired) claim on ``key``, else None."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._db() as c:
+            row = c.execute(
                 f"SELECT owner FROM claims WHERE {_KEY_WHERE} AND expires_at >= ?", (*key.as_tuple(), time.time())
             ).fetchone()
         return None if row is None else row[0]
@@ -276,8 +374,8 @@ class CFEStore:
 
     # -- maintenance -------------------------------------------------------------------------
     def integrity_check(self) -> str:
-        with self._lock:
-            return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+        with self._db() as c:
+            return str(c.execute("PRAGMA integrity_check").fetchone()[0])
 
     def export_rows(self, **filters: Any) -> list[dict]:
         """One flat row per record (see :func:`export_row`), in insertion order; filters as in :meth:`all`."""
@@ -287,8 +385,7 @@ class CFEStore:
         """Delete the failed records (``valid`` false) matching the key filters, so the next run
         generates them again; the one exception to append-only. Returns the number deleted."""
         failed = [CFEKey(*(r[c] for c in _KEY_COLS)) for r in self.all(**filters) if not r.get("valid")]
-        with self._lock:
-            c = self._conn
+        with self._db(write=True) as c:
             self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
             try:
                 n = 0

@@ -48,11 +48,15 @@ class GroupBatchSampler(Sampler[list[int]]):
         self.epoch += 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():  # DDP: each rank its share
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            batches += batches[:(-len(batches)) % world]  # every rank the same number of steps, none empty
             batches = batches[rank::world]
         return iter(batches)
 
     def __len__(self) -> int:
-        return len(self._batches())
+        n = len(self._batches())
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return -(-n // torch.distributed.get_world_size())
+        return n
 
 
 class Collate:

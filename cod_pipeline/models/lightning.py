@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from cod_pipeline.losses import LayerProjections, distillation_loss
+from cod_pipeline.losses import StepOutputs, WeightedSum, weighted_ce
 from cod_pipeline.models.backbone import Classifier
 
 
@@ -65,24 +65,20 @@ def check_finite(loss, step: int, who: str, parts: dict | None = None) -> None:
 class TeacherModule(ClassifierModule):
     def training_step(self, batch, _):
         logits, _ = self.model(batch["input_ids"], batch["attention_mask"])
-        loss = distillation_loss(logits, batch["labels"])["loss"]
+        loss = weighted_ce(logits, batch["labels"])
         self.log("train/loss", loss, prog_bar=True)
         check_finite(loss, self.global_step, "teacher")
         return loss
 
 
 class StudentModule(ClassifierModule):
-    """CE on labels (+ α·KD to the teacher's soft labels, + β·layer-wise MSE). Teacher outputs
-    come cached in the batch; with ``teacher`` set they are recomputed every step instead."""
+    """The student trained on a :class:`~cod_pipeline.losses.WeightedSum` of loss terms (CE, KD,
+    hidden-state MSE, ...). The teacher outputs the terms need come cached in the batch
+    (``t_logits`` / ``t_hidden``); with ``teacher`` set they are recomputed every step instead."""
 
-    def __init__(self, model: Classifier, alpha: float = 0.0, temperature: float = 1.0, beta: float = 0.0,
-                 layer_map: list[tuple[int, int]] | None = None, teacher_width: int | None = None,
-                 teacher: Classifier | None = None, **kw):
+    def __init__(self, model: Classifier, loss: WeightedSum, teacher: Classifier | None = None, **kw):
         super().__init__(model, **kw)
-        self.alpha, self.temperature, self.beta = alpha, temperature, beta
-        self.layer_map = [tuple(p) for p in (layer_map or [])]
-        self.projections = (LayerProjections(len(self.layer_map), model.width, teacher_width)
-                            if self.layer_map and beta > 0 else None)
+        self.loss = loss  # a registered submodule: term parameters (projections) train with the student
         # not a registered submodule: frozen, not optimised, not checkpointed
         object.__setattr__(self, "teacher", teacher)
 
@@ -97,20 +93,16 @@ class StudentModule(ClassifierModule):
     def teacher_outputs(self, batch):
         if self.teacher is None:
             return batch.get("t_logits"), batch.get("t_hidden")
-        ti = batch["teacher_inputs"]
+        ti, layers = batch["teacher_inputs"], self.loss.teacher_layers
         self.teacher.eval()
         with torch.no_grad():
-            t_logits, t_hs = self.teacher(ti["input_ids"], ti["attention_mask"], hidden=self.projections is not None)
-        t_hidden = torch.stack([t_hs[j] for _, j in self.layer_map], 1) if self.projections is not None else None
-        return t_logits, t_hidden
+            t_logits, t_hs = self.teacher(ti["input_ids"], ti["attention_mask"], hidden=bool(layers))
+        return t_logits, torch.stack([t_hs[j] for j in layers], 1) if layers else None
 
     def training_step(self, batch, _):
-        need_hidden = self.projections is not None
-        logits, hs = self.model(batch["input_ids"], batch["attention_mask"], hidden=need_hidden)
+        logits, hs = self.model(batch["input_ids"], batch["attention_mask"], hidden=self.loss.student_hidden)
         t_logits, t_hidden = self.teacher_outputs(batch)
-        hidden_loss = self.projections([hs[i] for i, _ in self.layer_map], t_hidden) if need_hidden else None
-        losses = distillation_loss(logits, batch["labels"], t_logits, self.alpha, self.temperature,
-                                   hidden_loss, self.beta, batch.get("ce_weight"))
+        losses = self.loss(StepOutputs(logits, batch["labels"], hs, t_logits, t_hidden, batch.get("ce_weight")))
         for name, value in losses.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=len(logits))
         check_finite(losses["loss"], self.global_step, "student", losses)

@@ -1,0 +1,295 @@
+"""Teacher-guided minimal-edit counterfactual search (the offline CFE generator).
+
+For every original text, with the teacher's label ``y``:
+
+1. rank word positions by occlusion importance (one batched teacher call: how much the
+   teacher's preference for ``y`` drops when the word is removed);
+2. beam search over sets of word edits at the most important positions (plus negation
+   sites), depth by depth up to ``max_edits``; all candidates of a depth are scored in
+   batched teacher calls (across originals, at most ``batch_size`` texts per call);
+3. stop at the first depth where some candidate flips the teacher; among the flips pick the
+   one closest to the decision boundary, with a fluency penalty (rare inserted words,
+   content-word deletions).
+
+Edit kinds: POS-preserving substitution by lexicon opposites, negation insertion
+("is" -> "is not", "works" -> "does not work") and removal ("not", "never", "doesn't",
+"does n't"), deletion; for ``task="acceptability"``: adjacent swap, agreement change,
+function-word drop, duplication. Any other task: deletion and negation only.
+
+Edit kinds per task live in ``tasks.py``. Every returned counterfactual was scored by the teacher and flips it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .edits import Edit, negation_edits
+from .quality import margin  # the gate's margin too: search and gate agree on what a weak flip is
+from .tasks import candidate_edits, get_task
+from .tokens import render, tokenize
+
+
+@dataclass
+class SearchConfig:
+    max_edits: int = 4
+    beam_size: int = 4
+    top_positions: int = 6  # most important word positions explored (occlusion)
+    max_candidates_per_position: int = 4
+    fluency_weight: float = 0.1
+    task: str = "sentiment"  # a tasks.TASKS name; anything else: tasks.GENERIC (deletion/negation only)
+    batch_size: int = 64  # teacher calls are batched
+    extra_negation_sites: int = 2  # auxiliary / negation positions explored beyond top_positions
+    fallback: bool = True  # retry unflipped originals allowing deletion of any word
+    min_margin: float = 0.0  # a flip must beat the runner-up class by this much (cfe.min_margin)
+    target_margin: float = 0.0  # among flips, prefer this margin: 0 = nearest the boundary, 1 = most confident
+
+
+@dataclass
+class SearchResult:
+    text: str | None  # the CFE, None if no flip found within max_edits
+    label: int | None  # the teacher's argmax on the CFE
+    probs: list[float] | None  # teacher probabilities on the CFE
+    orig_probs: list[float]
+    n_edits: int
+    edits: list[str] = field(default_factory=list)  # e.g. ["good -> bad", "+not", "-very"]
+    teacher_calls: int = 0  # texts scored by the teacher for this original
+    near: str | None = None  # no flip: the candidate closest to flipping (the near-flip policy's partner)
+    near_probs: list[float] | None = None
+    lm_logprob: float | None = None  # mean token log-probability of the CFE (with a language model)
+    lm_logprob_original: float | None = None
+
+
+class ScoreCache:
+    """Teacher scores with a per-run cache; at most ``batch_size`` texts per scorer call."""
+
+    def __init__(self, scorer: Callable[[list[str]], np.ndarray], batch_size: int):
+        self.scorer = scorer
+        self.batch_size = max(1, int(batch_size))
+        self.cache: dict[str, np.ndarray] = {}
+
+    def score(self, texts: Sequence[str]) -> None:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        for k in range(0, len(missing), self.batch_size):
+            chunk = missing[k : k + self.batch_size]
+            probs = np.asarray(self.scorer(chunk), dtype=np.float64)
+            if probs.ndim != 2 or probs.shape[0] != len(chunk):
+                raise ValueError(f"scorer returned shape {probs.shape} for {len(chunk)} texts")
+            for t, p in zip(chunk, probs):
+                self.cache[t] = p
+
+
+class OriginalSearch:
+    """The beam state of one original: its tokens, positions ranked by occlusion, candidate edits
+    per position, the beam of edit sets, and the result."""
+
+    def __init__(self, text: str, label: int, target: int | None, cfg: SearchConfig):
+        self.text = text
+        self.label = int(label)
+        self.target = None if target is None or int(target) == int(label) else int(target)
+        self.cfg = cfg
+        self.tokens = tokenize(text)
+        self.requested: set[str] = {text}
+        self.word_pos = [i for i, t in enumerate(self.tokens) if t.is_word]
+        self.beam: list[tuple[Edit, ...]] = [()]
+        self.result: SearchResult | None = None
+        self.orig_probs: np.ndarray | None = None
+        self.cands: dict[int, list[Edit]] = {}
+        self.positions: list[int] = []
+        self.order: list[int] = []
+        self.flips: list[tuple] = []  # (key, state, text, probs) of the depth that first flipped, best first
+        self.near: tuple[float, str, np.ndarray] | None = None
+
+    # objective < 0  <=> flipped (up to argmax ties, checked separately)
+    def objective(self, p: np.ndarray) -> float:
+        if self.target is not None:
+            others = np.delete(p, self.target)
+            return float(others.max() - p[self.target])
+        others = np.delete(p, self.label)
+        return float(p[self.label] - others.max()) if others.size else float(p[self.label])
+
+    def flipped(self, p: np.ndarray) -> bool:
+        am = int(np.argmax(p))
+        ok = am == self.target if self.target is not None else am != self.label
+        return ok and margin(p) >= self.cfg.min_margin
+
+    def render(self, edits: Sequence[Edit]) -> str:
+        repl: dict[int, tuple[str, ...]] = {}
+        for e in edits:
+            repl.update(dict(e.repl))
+        return render(self.tokens, repl)
+
+    def occlusion_texts(self) -> list[str]:
+        texts = [render(self.tokens, {i: ()}) for i in self.word_pos] if len(self.word_pos) > 1 else []
+        self.requested.update(texts)
+        return texts
+
+    def set_positions(self, pool: ScoreCache) -> None:
+        cfg = self.cfg
+        base = self.objective(self.orig_probs)
+        if len(self.word_pos) > 1:
+            imp = {i: base - self.objective(pool.cache[render(self.tokens, {i: ()})]) for i in self.word_pos}
+        else:
+            imp = {i: 0.0 for i in self.word_pos}
+        order = sorted(self.word_pos, key=lambda i: -imp[i])
+        self.order = order
+        chosen = order[: cfg.top_positions]
+        extra = 0
+        task = get_task(cfg.task)
+        for i in order[cfg.top_positions :]:
+            if extra >= cfg.extra_negation_sites:
+                break
+            if task.negation_sites and negation_edits(self.tokens, i):
+                chosen.append(i)
+                extra += 1
+        self.positions = chosen
+        self.make_candidates(relaxed=False)
+
+    def make_candidates(self, relaxed: bool) -> None:
+        cfg = self.cfg
+        self.beam = [()]
+        self.cands = {}
+        for i in self.positions:
+            c = candidate_edits(self.tokens, i, cfg.task, cfg.max_candidates_per_position, relaxed=relaxed)
+            if c:
+                self.cands[i] = c
+
+    def expand(self) -> list[tuple[tuple[Edit, ...], str]]:
+        out: list[tuple[tuple[Edit, ...], str]] = []
+        seen: set[str] = set()
+        for state in self.beam:
+            used = {p for e in state for p in e.positions}
+            for i, edits in self.cands.items():
+                for e in edits:
+                    if used.intersection(e.positions):
+                        continue
+                    new = tuple(sorted(state + (e,), key=lambda x: x.positions))
+                    text = self.render(new)
+                    if text in seen or text == self.text or not text.strip():
+                        continue
+                    seen.add(text)
+                    out.append((new, text))
+        self.requested.update(t for _, t in out)
+        return out
+
+    def fluency(self, state: Sequence[Edit]) -> float:
+        return float(np.mean([e.cost for e in state])) if state else 0.0
+
+    def update(self, expanded: list[tuple[tuple[Edit, ...], str]], pool: ScoreCache, depth: int) -> None:
+        cfg = self.cfg
+        flips = []
+        scored = []
+        for state, text in expanded:
+            p = pool.cache[text]
+            obj = self.objective(p)
+            fl = cfg.fluency_weight * self.fluency(state)
+            if self.flipped(p):  # -obj is the flip's margin over the original class (or to the target)
+                flips.append((abs(-obj - cfg.target_margin) + fl, state, text, p))
+            scored.append((obj + fl, state, text, p))
+        if flips:
+            self.flips = sorted(flips, key=lambda x: x[0])
+            self.choose(self.flips[0])
+            return
+        scored.sort(key=lambda x: x[0])
+        if scored and (self.near is None or self.objective(scored[0][3]) < self.near[0]):
+            self.near = (self.objective(scored[0][3]), scored[0][2], scored[0][3])
+        self.beam = [s for _, s, _, _ in scored[: cfg.beam_size]]
+
+    def choose(self, flip: tuple) -> None:
+        _, state, text, p = flip
+        self.result = SearchResult(
+            text=text, label=int(np.argmax(p)), probs=[float(x) for x in p],
+            orig_probs=[float(x) for x in self.orig_probs], n_edits=len(state),
+            edits=[e.label for e in state], teacher_calls=len(self.requested),
+        )
+
+    def finish(self) -> SearchResult:
+        if self.result is None:
+            self.result = SearchResult(
+                text=None, label=None, probs=None, orig_probs=[float(x) for x in self.orig_probs],
+                n_edits=0, edits=[], teacher_calls=len(self.requested),
+                near=self.near[1] if self.near else None,
+                near_probs=[float(x) for x in self.near[2]] if self.near else None,
+            )
+        return self.result
+
+
+def _run_group(jobs: list[OriginalSearch], pool: ScoreCache, cfg: SearchConfig, guide=None) -> None:
+    pool.score([j.text for j in jobs])
+    for j in jobs:
+        j.orig_probs = pool.cache[j.text]
+    occl = {id(j): j.occlusion_texts() for j in jobs}
+    pool.score([t for j in jobs for t in occl[id(j)]])
+    for j in jobs:
+        j.set_positions(pool)
+    if guide is not None:
+        guide.add_edits(jobs)
+    _beam_search([j for j in jobs if j.cands], pool, cfg, guide)
+    if cfg.fallback and (get_task(cfg.task).fallback or guide is not None):
+        retry = [j for j in jobs if j.result is None]
+        for j in retry:
+            j.positions = j.order[: 2 * cfg.top_positions]
+            j.make_candidates(relaxed=True)
+        if guide is not None:
+            guide.add_edits(retry)
+        _beam_search([j for j in retry if j.cands], pool, cfg, guide)
+
+
+def _beam_search(active: list[OriginalSearch], pool: ScoreCache, cfg: SearchConfig, guide=None) -> None:
+    for depth in range(1, cfg.max_edits + 1):
+        if not active:
+            break
+        expanded = {id(j): j.expand() for j in active}
+        pool.score([t for j in active for _, t in expanded[id(j)]])
+        nxt, flipped = [], []
+        for j in active:
+            if not expanded[id(j)]:
+                continue
+            j.update(expanded[id(j)], pool, depth)
+            if j.result is None and j.beam:
+                nxt.append(j)
+            elif j.result is not None:
+                flipped.append(j)
+        if guide is not None and flipped:
+            guide.rerank(flipped)  # among the fewest-edit flips, the most fluent
+        active = nxt
+
+
+def search_cfe(
+    texts: list[str],
+    labels: list[int],
+    scorer: Callable[[list[str]], np.ndarray],
+    cfg: SearchConfig,
+    targets: list[int | None] | None = None,
+    progress: bool = False,
+    guide=None,
+) -> list[SearchResult]:
+    """Minimal word-edit counterfactuals of ``texts`` for the teacher ``scorer``.
+
+    ``labels`` are the teacher's labels on the originals; ``scorer(list[str]) -> (n, C)``
+    probabilities. A flip is ``argmax != label``, or ``argmax == target`` when a target class
+    is given (a target equal to the label is ignored). Originals are searched in groups in
+    lock-step so teacher calls are full batches of ``cfg.batch_size`` texts."""
+    if len(texts) != len(labels):
+        raise ValueError("texts and labels differ in length")
+    if targets is not None and len(targets) != len(texts):
+        raise ValueError("targets and texts differ in length")
+    targets = list(targets) if targets is not None else [None] * len(texts)
+    jobs = [OriginalSearch(t, y, tg, cfg) for t, y, tg in zip(texts, labels, targets)]
+    group = max(8, cfg.batch_size // 2)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc="cfe-search", mininterval=1.0)
+    for k in range(0, len(jobs), group):
+        pool = ScoreCache(scorer, cfg.batch_size)  # cache per group keeps memory bounded
+        _run_group(jobs[k : k + group], pool, cfg, guide)
+        if bar is not None:
+            bar.update(len(jobs[k : k + group]))
+    if bar is not None:
+        bar.close()
+    return [j.finish() for j in jobs]
+

@@ -1,0 +1,130 @@
+"""Running stages as jobs: a result's identity (``run_hash``), resume from the results cache,
+``compare`` arms beside the main job, and the summary printed at the end. The stages themselves
+are :data:`cod_pipeline.pipeline.STAGES`, passed in (this module does not import the pipeline)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cod_pipeline import ConfigError
+from cod_pipeline.cache import config_hash, read_json, source_fingerprint, write_json
+from cod_pipeline.losses import active_terms, legacy_terms
+
+log = logging.getLogger(__name__)
+RESULT_SCHEMA = 2  # part of run_hash: bump when a code change alters results for the same config
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+Stages = dict[str, Callable[[DictConfig], dict]]
+
+
+def run(cfg: DictConfig, stages: Stages, prepare: Callable) -> dict:
+    """Dispatch the stage (and its compare arms), write result JSONs, print a summary."""
+    from cod_pipeline.summary import print_stage_output, print_summary
+    from cod_pipeline.validation import check_llm_endpoint, needs_llm, validate
+
+    validate(cfg)  # shape and ranges of every setting (validation.RULES), before anything loads
+    if cfg.stage not in stages:
+        raise ConfigError(f"stage must be one of {', '.join(stages)}, not {cfg.stage!r}")
+    out_dir = Path(cfg.paths.output_dir)
+    compare = [a for a in (cfg.get("compare") or []) if a != cfg.augment.name] if cfg.stage == "student" else []
+    subs = {a: with_augment(cfg, a, out_dir / "compare" / a) for a in compare}  # bad names fail here, early
+    for sub in subs.values():
+        validate(sub)
+    if subs:
+        prepare(next(iter(subs.values())))
+    asks = [c for c in (cfg, *subs.values()) if needs_llm(c) and not (
+        c.stage == "student" and c.get("resume", True) and result_path(c).exists())]
+    if asks:
+        check_llm_endpoint(asks[0])  # an endpoint nobody answers at fails now, not after the teacher
+    result = run_one(cfg, stages)
+    name = None
+    try:
+        for name, sub in subs.items():
+            result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub, stages)
+    except BaseException:  # print what finished, then let the error (one line from cli) follow
+        print_summary(result, out_dir / "result.json", unfinished=f"{cfg.method.name}+{name}")
+        raise
+    print_stage_output(cfg.stage, result, out_dir)
+    return result
+
+
+def run_one(cfg: DictConfig, stages: Stages) -> dict:
+    """One job: reuse its result if this exact config already finished, else run the stage.
+    A damaged result file is reported and recomputed; a run whose CFE requests failed in transit
+    (records used once, not stored) writes its result.json but nothing a rerun would skip on."""
+    done, result = result_path(cfg), None
+    if cfg.get("resume", True) and cfg.stage == "student" and done.exists():
+        result = read_json(done, require=("stage", "student"))
+        if result is not None:
+            log.info("skip: a result for this config exists (%s)", done)
+            from cod_pipeline.tracking import report_reused
+            report_reused(cfg, result)  # one line if it came from another commit; logged to W&B as reused
+    if result is None:
+        result = stages[cfg.stage](cfg)
+        lost = ((result.get("cfe") or {}).get("cache") or {}).get("transport_failures", 0)
+        if lost:
+            log.warning("%d CFE originals had requests fail in transit and were replaced for this run only: "
+                        "the result is not cached for resume, and a rerun asks for them again", lost)
+        elif cfg.stage == "student":
+            write_json(done, result)
+    write_json(Path(cfg.paths.output_dir) / "result.json", result)
+    return result
+
+
+def with_augment(cfg: DictConfig, augment: str, out_dir: Path) -> DictConfig:
+    """The job of a compare arm: the same config with another augment option, in its own folder."""
+    path = CONF_DIR / "augment" / f"{augment}.yaml"
+    if not path.exists():
+        raise ConfigError(f"compare: no augment option {augment!r} (see conf/augment/)")
+    sub = cfg.copy()
+    with open_dict(sub):
+        sub.augment = OmegaConf.load(path)
+        sub.compare = []
+        sub.paths.output_dir = str(out_dir)
+    return sub
+
+
+def run_hash(cfg: DictConfig) -> str:
+    """Identity of a job's result: the resolved config minus where things are written."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("paths", "logger", "hydra", "resume", "trainer", "compare", "threads", "task_name"):
+        c.pop(k, None)
+    if not cfg.augment.get("paired"):
+        c.pop("cfe", None)
+    for group in ("augment", "cfe"):  # the option's name says which class; moving a class keeps its results
+        _drop_targets(c.get(group))
+    if active_terms(c["method"].get("loss")) == legacy_terms(c["method"]):
+        c["method"].pop("loss", None)  # the old fixed formula's terms: results cached before terms keep their hash
+    c["precision"] = str(cfg.trainer.get("precision"))
+    c["data_files"] = source_fingerprint(cfg.dataset)
+    c["schema"] = RESULT_SCHEMA
+    return config_hash(c)
+
+
+def _drop_targets(node) -> None:
+    if isinstance(node, dict):
+        node.pop("_target_", None)
+        for v in node.values():
+            _drop_targets(v)
+    elif isinstance(node, list):
+        for v in node:
+            _drop_targets(v)
+
+
+def result_path(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.cache_dir) / "results" / f"{run_hash(cfg)}.json"
+
+
+def base_result(cfg: DictConfig, stage: str, splits) -> dict:
+    """The fields every stage's result.json starts with."""
+    from cod_pipeline.provenance import provenance
+
+    return {"schema": RESULT_SCHEMA, "run_hash": run_hash(cfg), "stage": stage, "dataset": cfg.dataset.name,
+            "model": cfg.model.name, "method": cfg.method.name, "augment": cfg.augment.name,
+            "alpha": float(cfg.method.alpha), "k": cfg.k, "seed": cfg.seed,
+            "primary_metric": cfg.dataset.primary_metric, "num_classes": splits.num_classes,
+            "label_names": splits.label_names,
+            "sizes": {"train_pool": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+            "provenance": provenance()}  # git commit + dirty flag, library versions; not part of run_hash

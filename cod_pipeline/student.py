@@ -1,0 +1,134 @@
+"""The student: built from the config with its head started from the class descriptions, its
+loss terms bound to both models, the teacher outputs those terms need computed once per run,
+and trained for the planned steps with the configured selection (``val``, ``agreement``, ``last``).
+Mirrors :mod:`cod_pipeline.teacher`; ``pipeline.student_task`` calls :func:`train_student`."""
+from __future__ import annotations
+
+import logging
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from cod_pipeline import ConfigError
+from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
+from cod_pipeline.evaluation import metrics
+from cod_pipeline.losses import WeightedSum, build_loss
+from cod_pipeline.models.backbone import Classifier, predict
+from cod_pipeline.models.lightning import StudentModule
+from cod_pipeline.training import fit
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What ``validation.RULES`` cannot say about the student, checked before any model loads."""
+    if cfg.model.student_training.get("head_init") == "label_names" and "{}" not in str(
+            cfg.dataset.get("label_template") or "{}"):
+        raise ConfigError(f"dataset.label_template must contain {{}} for the class name, got "
+                          f"{cfg.dataset.label_template!r}")
+
+
+def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=None):
+    """Seed, build, bind the loss, cache teacher outputs, fit; returns the selected student and its info."""
+    st, selection = cfg.model.student_training, cfg.model.student_training.selection
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    student = build_student(cfg, splits)
+    loss = build_loss(cfg.method.loss, student, teacher.model)
+    per_step = bool(cfg.method.get("teacher_forward_every_step", False)) and bool(loss.needs)
+    if not per_step:
+        rows = with_teacher_outputs(rows, teacher.model, loss, st.eval_batch_size)
+    collate = Collate(student.tokenize, teacher.model.tokenize if per_step else None)
+    dm = FewShotDataModule(rows, validation_rows(cfg, splits, teacher) if selection != "last" else [],
+                           collate, st.batch_size, st.eval_batch_size, cfg.seed)
+    steps = plan_steps(dm.steps_per_epoch(), st.epochs, st.min_steps, st.get("max_steps"))
+    module = StudentModule(student, loss, teacher=teacher.model if per_step else None, lr=st.lr,
+                           weight_decay=st.weight_decay, warmup_ratio=st.warmup_ratio, total_steps=steps,
+                           head_lr=st.get("head_lr"), freeze_embeddings=st.get("freeze_embeddings", False),
+                           val_target="teacher" if selection == "agreement" else "label")
+    log.info("student %s: %d training rows, %d steps, selection=%s, loss=%s", cfg.model.student.name, len(rows),
+             steps, selection, " + ".join(f"{t.weight:g}·{n}" for n, t in loss.terms.items()))
+    info = {"val_score_at_init": selection_score(student, dm.val_rows, selection)} if dm.val_rows else {}
+    info |= fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
+                workdir=cfg.paths.output_dir)
+    info["selection"] = selection
+    info["val_size"] = len(dm.val_rows)
+    return student, info
+
+
+def evaluate(cfg: DictConfig, splits, teacher, student: Classifier) -> tuple[dict, dict]:
+    """Test metrics (with agreement to the teacher) and held-out validation metrics."""
+    test_logits, _ = predict(student, splits.test["text"].tolist(), cfg.model.student_training.eval_batch_size,
+                             progress="student: test")
+    test = metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(), splits.num_classes,
+                   teacher_pred=teacher.test_probs.argmax(-1))
+    return test, heldout_metrics(cfg, splits, teacher, student)
+
+
+# --- building -------------------------------------------------------------------------------
+
+def build_student(cfg: DictConfig, splits) -> Classifier:
+    student = hydra.utils.instantiate(cfg.model.student, num_labels=splits.num_classes, cache_dir=cfg.paths.cache_dir)
+    init_head(cfg, splits, student)
+    return student
+
+
+def init_head(cfg: DictConfig, splits, student: Classifier) -> None:
+    """``head_init=label_names``: head rows from the embeddings of the class descriptions."""
+    st = cfg.model.student_training
+    if st.get("head_init") != "label_names":
+        return
+    if all(str(n).lstrip("-").isdigit() for n in splits.label_names):
+        log.warning("head_init=label_names, but the labels %s are numbers, not words (set dataset.label_names): "
+                    "random head", splits.label_names)
+        return
+    template = cfg.dataset.get("label_template") or "{}"
+    student.init_head_from_text([template.format(n) for n in splits.label_names], st.get("head_init_scale", 20.0))
+
+
+def with_teacher_outputs(rows: list[dict], teacher: Classifier, loss: WeightedSum, batch_size: int) -> list[dict]:
+    """Copies of ``rows`` carrying the teacher outputs the loss terms need (``t_logits``, and
+    ``t_hidden`` at their layers), computed once; the rows themselves are left as they are."""
+    if not loss.needs:
+        return rows
+    layers = loss.teacher_layers or None
+    t_logits, t_hidden = predict(teacher, [r["text"] for r in rows], batch_size, layers)
+    return [{**r, "t_logits": t_logits[i], **({"t_hidden": t_hidden[i]} if t_hidden is not None else {})}
+            for i, r in enumerate(rows)]
+
+
+# --- selection and held-out validation --------------------------------------------------------
+
+def validation_order(splits) -> np.ndarray:
+    return np.random.default_rng(0).permutation(len(splits.validation))  # fixed: never the run seed
+
+
+def validation_rows(cfg: DictConfig, splits, teacher) -> list[dict]:
+    """Selection rows: a small labelled validation set, or teacher-labelled validation text."""
+    n = min(cfg.model.student_training.val_size, len(splits.validation))
+    pos = validation_order(splits)[:n]
+    df = splits.validation.iloc[pos]
+    t_pred = teacher.val_probs[pos].argmax(-1)
+    return [{"text": t, "label": int(y), "t_pred": int(p)} for t, y, p in zip(df["text"], df["label"], t_pred)]
+
+
+def heldout_metrics(cfg: DictConfig, splits, teacher, student: Classifier, cap: int = 500) -> dict:
+    """Metrics on validation text the student's selection never saw: where defaults are chosen
+    (never on test)."""
+    n = min(cfg.model.student_training.val_size, len(splits.validation))
+    pos = validation_order(splits)[n:n + cap]
+    if not len(pos):
+        return {}
+    logits, _ = predict(student, splits.validation["text"].iloc[pos].tolist(),
+                        cfg.model.student_training.eval_batch_size)
+    return metrics(splits.validation["label"].to_numpy()[pos], logits.argmax(-1).numpy(), splits.num_classes,
+                   teacher_pred=teacher.val_probs[pos].argmax(-1))
+
+
+def selection_score(model: Classifier, rows: list[dict], selection: str) -> float:
+    """The selection metric before any training step: how much a head init alone gives."""
+    logits, _ = predict(model, [r["text"] for r in rows])
+    target = np.array([r["t_pred" if selection == "agreement" else "label"] for r in rows])
+    return float((logits.argmax(-1).numpy() == target).mean())
