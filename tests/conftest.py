@@ -26,7 +26,8 @@ def make_cfg(tmp_path: Path, overrides: list[str] = ()):
 @pytest.fixture
 def tiny_cfg(tmp_path):
     def _make(*overrides):
-        return make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]",
+        # cfe=search: the fast offline generator; lm_search (the default) has its own tests
+        return make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "cfe=search",
                                    *overrides])
 
     return _make
@@ -65,7 +66,7 @@ def sentiment_teacher(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sentiment")
     path = write_sentiment_tsv(root / "easy.tsv")
-    overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "dataset=local",
+    overrides = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "cfe=search", "dataset=local",
                  f"dataset.source.path={path}", "dataset.label_names=[negative,positive]", "dataset.val_size=100",
                  "dataset.test_size=200", *SENTIMENT_TEACHER]
     cfg = make_cfg(root, [*overrides, "stage=teacher"])

@@ -168,7 +168,7 @@ def test_ddp_cpu_student_end_to_end_metrics_once(tmp_path):
     """A real tiny student (KD+CoD pairs) with trainer=ddp on CPU through run.py."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
     out = tmp_path / "run"
-    args = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "k=8", "augment=cod",
+    args = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "k=8", "augment=cod", "cfe=search",
             *DDP_CPU, f"paths.root_dir={tmp_path}", f"hydra.run.dir={out}"]
     p = _run_group(["nice", "-n", "19", sys.executable, "run.py", *args], cwd=ROOT, env=env, timeout=420)
     log = p.stdout + p.stderr + "".join(f.read_text() for f in out.glob("*.log"))
