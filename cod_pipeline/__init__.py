@@ -5,3 +5,16 @@ __version__ = "0.1.0"
 
 class ConfigError(ValueError):
     """Bad user input (config, data, model spec). Reported as one line, before heavy work."""
+
+
+def target_class(target, base: type, where: str) -> type:
+    """The class a config's ``_target_`` names, checked to be a ``base``; one line otherwise."""
+    import hydra.utils
+
+    try:
+        cls = hydra.utils.get_class(str(target))
+    except Exception as e:  # noqa: BLE001 - hydra wraps import errors in several types
+        raise ConfigError(f"{where}._target_={target!r} is not an importable class: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{where}._target_={target!r} is not a {base.__name__}")
+    return cls

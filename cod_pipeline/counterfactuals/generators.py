@@ -345,15 +345,9 @@ class HybridGenerator(Generator):
 
 def generator_class(target: str) -> type[Generator]:
     """The class a ``_target_`` names (a dotted import path)."""
-    import hydra.utils
+    from cod_pipeline import target_class
 
-    try:
-        cls = hydra.utils.get_class(str(target))
-    except Exception as e:  # noqa: BLE001 - hydra wraps import errors in several types
-        raise ConfigError(f"cfe._target_={target!r} is not an importable class: {e}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Generator)):
-        raise ConfigError(f"cfe._target_={target!r} is not a CFE generator (a Generator subclass)")
-    return cls
+    return target_class(target, Generator, "cfe")
 
 
 def _target(cfg) -> str:

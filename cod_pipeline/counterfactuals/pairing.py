@@ -172,18 +172,12 @@ class RandomEditPairs(PairedAugment):
 
 def augment_class(aug: DictConfig) -> type[PairedAugment]:
     """The class an augment's ``_target_`` names."""
-    import hydra.utils
+    from cod_pipeline import target_class
 
     target = aug.get("_target_")
     if not target:
         raise ConfigError(f"augment={aug.get('name')!r} is paired but names no class (_target_) in its YAML")
-    try:
-        cls = hydra.utils.get_class(str(target))
-    except Exception as e:  # noqa: BLE001 - hydra wraps import errors in several types
-        raise ConfigError(f"augment._target_={target!r} is not an importable class: {e}") from None
-    if not (isinstance(cls, type) and issubclass(cls, PairedAugment)):
-        raise ConfigError(f"augment._target_={target!r} is not a PairedAugment")
-    return cls
+    return target_class(target, PairedAugment, "augment")
 
 
 def paired_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
