@@ -107,13 +107,17 @@ class LanguageModel:
             self._vocab = ([s[1:] if s.startswith("Ġ") else s for s in strings], starts, inner)
         return self._vocab
 
-    def _encode(self, texts: list[str], at: list[list[int]] | None = None):
-        """Token ids, mask, offsets, and log-probabilities: at every position, or only at the
-        positions ``at[row]`` (the vocabulary projection is a fifth of the model's cost)."""
+    def _tokenize(self, texts: list[str]):
+        _, tok = self._load()
+        return tok(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
+                   max_length=self.max_length - 1)
+
+    def _encode(self, enc, at: list[list[int]] | None = None):
+        """Token ids, mask and log-probabilities of tokenized texts (``_tokenize``): at every
+        position, or only at the positions ``at[row]`` (the vocabulary projection is a fifth of
+        the model's cost)."""
         model, tok = self._load()
         bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                  max_length=self.max_length - 1)
         ids = [[bos] + x for x in enc["input_ids"]]
         width = max(len(x) for x in ids)
         pad = tok.pad_token_id if tok.pad_token_id is not None else bos
@@ -126,7 +130,7 @@ class LanguageModel:
                 cols = [min(p, width - 1) for pos in at for p in pos]
                 hidden = hidden[rows, cols]
             lp = torch.log_softmax(model.lm_head(hidden).float(), -1)
-        return input_ids, mask, lp, enc["offset_mapping"]
+        return input_ids, mask, lp
 
     def logprob(self, texts: list[str]) -> np.ndarray:
         """Mean log-probability per token of each text (higher: more fluent)."""
@@ -134,7 +138,7 @@ class LanguageModel:
         order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
         for s in range(0, len(texts), self.batch_size):
             idx = order[s:s + self.batch_size]
-            ids, mask, lp, _ = self._encode([texts[i] or " " for i in idx])
+            ids, mask, lp = self._encode(self._tokenize([texts[i] or " " for i in idx]))
             tok_lp = lp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0] * mask[:, 1:]
             out[idx] = (tok_lp.sum(1) / mask[:, 1:].sum(1).clamp(min=1)).numpy()
         return out
@@ -147,11 +151,10 @@ class LanguageModel:
         by_text: dict[str, list[int]] = {}
         for i, s in enumerate(slots):
             by_text.setdefault(s.text, []).append(i)
-        _, tok = self._load()
         for b in range(0, len(texts), self.batch_size):
             chunk = texts[b:b + self.batch_size]
-            offsets = tok(chunk, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-                          max_length=self.max_length - 1)["offset_mapping"]
+            enc = self._tokenize(chunk)  # tokenized once: the offsets locate the slots, the ids feed the model
+            offsets = enc["offset_mapping"]
             wanted = []  # (slot, row, token index, spaced)
             for row, text in enumerate(chunk):
                 spans = offsets[row]
@@ -162,7 +165,7 @@ class LanguageModel:
                     if j is not None:
                         wanted.append((i, row, j, spans[j][0] < start and text[spans[j][0]:start].isspace()))
             at = [[j for _, r, j, _ in wanted if r == row] for row in range(len(chunk))]
-            _, _, lp, _ = self._encode(chunk, at)
+            _, _, lp = self._encode(enc, at)
             flat = {(r, j): n for n, (r, j) in enumerate((r, j) for r, pos in enumerate(at) for j in pos)}
             for i, row, j, spaced in wanted:
                 out[i] = (lp[flat[(row, j)]].numpy(), spaced)
