@@ -4,7 +4,9 @@ are :data:`cod_pipeline.pipeline.STAGES`, passed in (this module does not import
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -54,11 +56,13 @@ def run_one(cfg: DictConfig, stages: Stages) -> dict:
     """One job: reuse its result if this exact config already finished, else run the stage.
     A damaged result file is reported and recomputed; a run whose CFE requests failed in transit
     (records used once, not stored) writes its result.json but nothing a rerun would skip on."""
-    done, result = result_path(cfg), None
-    if cfg.get("resume", True) and cfg.stage == "student" and done.exists():
+    done, result, out = result_path(cfg), None, Path(cfg.paths.output_dir)
+    wanted = not cfg.get("save_student") or (out / "student.pt").exists()  # asked-for weights are never cached
+    if cfg.get("resume", True) and cfg.stage == "student" and done.exists() and wanted:
         result = read_json(done, require=("stage", "student"))
         if result is not None:
             log.info("skip: a result for this config exists (%s)", done)
+            keep_artifacts(done, out, restore=True)
             from cod_pipeline.tracking import report_reused
             report_reused(cfg, result)  # one line if it came from another commit; logged to W&B as reused
     if result is None:
@@ -69,27 +73,56 @@ def run_one(cfg: DictConfig, stages: Stages) -> dict:
                         "the result is not cached for resume, and a rerun asks for them again", lost)
         elif cfg.stage == "student":
             write_json(done, result)
-    write_json(Path(cfg.paths.output_dir) / "result.json", result)
+            keep_artifacts(done, out)
+    write_json(out / "result.json", result)
     return result
+
+
+ARTIFACTS = ("predictions.csv",)  # small per-run outputs kept beside a cached result, restored on reuse
+
+
+def keep_artifacts(done: Path, out: Path, restore: bool = False) -> None:
+    """Copy a run's artifacts into the results cache (``<hash>.predictions.csv``), or back out of it."""
+    import shutil
+
+    for name in ARTIFACTS:
+        cached, here = done.with_suffix("." + name), out / name
+        src, dst = (cached, here) if restore else (here, cached)
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
 
 
 def with_augment(cfg: DictConfig, augment: str, out_dir: Path) -> DictConfig:
     """The job of a compare arm: the same config with another augment option, in its own folder."""
-    path = CONF_DIR / "augment" / f"{augment}.yaml"
-    if not path.exists():
-        raise ConfigError(f"compare: no augment option {augment!r} (see conf/augment/)")
     sub = cfg.copy()
     with open_dict(sub):
-        sub.augment = OmegaConf.load(path)
+        sub.augment = augment_option(augment)
         sub.compare = []
         sub.paths.output_dir = str(out_dir)
     return sub
 
 
+def augment_option(name: str) -> DictConfig:
+    """An augment option as Hydra composes it: the running app's search path (``--config-dir``,
+    plugins) and the option's own defaults list; outside an app, this package's ``conf/``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
+
+    try:
+        if GlobalHydra.instance().is_initialized():
+            return compose(overrides=[f"+augment={name}"]).augment
+        with initialize_config_dir(str(CONF_DIR), version_base=None):
+            return compose(overrides=[f"+augment={name}"]).augment
+    except MissingConfigException:
+        raise ConfigError(f"compare: no augment option {name!r} (see conf/augment/)") from None
+
+
 def run_hash(cfg: DictConfig) -> str:
     """Identity of a job's result: the resolved config minus where things are written."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("paths", "logger", "hydra", "resume", "trainer", "compare", "threads", "task_name"):
+    for k in ("paths", "logger", "hydra", "resume", "save_student", "trainer", "compare", "threads", "task_name"):
         c.pop(k, None)
     if not cfg.augment.get("paired"):
         c.pop("cfe", None)
@@ -128,3 +161,11 @@ def base_result(cfg: DictConfig, stage: str, splits) -> dict:
             "label_names": splits.label_names,
             "sizes": {"train_pool": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
             "provenance": provenance()}  # git commit + dirty flag, library versions; not part of run_hash
+
+
+@contextmanager
+def timed(timings: dict, name: str):
+    """Wall seconds of a block into ``timings[name]``: every result carries its stage timings."""
+    t0 = time.time()
+    yield
+    timings[name] = time.time() - t0

@@ -11,8 +11,6 @@ arms and ``run_hash`` live in :mod:`cod_pipeline.jobs`.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -20,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cod_pipeline import ConfigError, jobs
 from cod_pipeline.augment import check_budget, n_originals, original_rows
 from cod_pipeline.data import KShotSampler, load_splits
-from cod_pipeline.jobs import RESULT_SCHEMA, base_result, run_hash  # noqa: F401 (re-exported)
+from cod_pipeline.jobs import RESULT_SCHEMA, base_result, run_hash, timed  # noqa: F401 (re-exported)
 from cod_pipeline.models.backbone import check_source
 from cod_pipeline.student import check_config, evaluate, heldout_metrics, train_student  # noqa: F401 (re-exported)
 from cod_pipeline.teacher import ensure_teacher
@@ -125,30 +123,12 @@ def fisher_task(cfg: DictConfig) -> dict:
 
 def proximity_task(cfg: DictConfig) -> dict:
     """Teacher margins on originals, search CFEs, cached LLM CFEs and same-size random edits."""
-    import numpy as np
-
-    from cod_pipeline.counterfactuals.pairing import generate_for_draw
-    from cod_pipeline.counterfactuals.search import random_edits
-    from cod_pipeline.counterfactuals.store import CFEStore
-    from cod_pipeline.counterfactuals.textclean import edited_words
-    from cod_pipeline.mechanisms.proximity import margins, write_proximity
+    from cod_pipeline.mechanisms.proximity import run_proximity
 
     with open_dict(cfg):
         cfg.augment.paired = True
     splits, sampler = prepare(cfg)
-    teacher = ensure_teacher(cfg, splits)
-    pairs, _, _ = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
-    recs = [r for _, r in pairs]
-    originals = np.array([r["orig_probs"] for r in recs])
-    edits = [max(1, edited_words(r["original"], r["cfe"])) for r in recs]
-    rand = teacher.probs(random_edits([r["original"] for r in recs], edits, cfg.seed, cfg.dataset.task))
-    llm = [r for r in CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite").all(dataset=cfg.dataset.name,
-                                                                            teacher_id=teacher.id)
-           if r.get("generator") not in ("search",) and r.get("valid")]
-    groups = {"originals": margins(originals), "search CFEs": margins(np.array([r["cfe_probs"] for r in recs])),
-              "random edits (same size)": margins(rand),
-              "LLM CFEs (cache)": margins(np.array([r["cfe_probs"] for r in llm])) if llm else np.array([])}
-    table = write_proximity(groups, Path(cfg.paths.output_dir))
+    table = run_proximity(cfg, splits, sampler, ensure_teacher(cfg, splits))
     return {"stage": "proximity", "table": table.to_dict("records")}
 
 
@@ -164,10 +144,3 @@ def run(cfg: DictConfig) -> dict:
 def run_one(cfg: DictConfig) -> dict:
     """One job: its cached result for this exact config, else the stage run now."""
     return jobs.run_one(cfg, STAGES)
-
-
-@contextmanager
-def timed(timings: dict, name: str):
-    t0 = time.time()
-    yield
-    timings[name] = time.time() - t0

@@ -5,6 +5,7 @@ Mirrors :mod:`cod_pipeline.teacher`; ``pipeline.student_task`` calls :func:`trai
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 import numpy as np
@@ -64,7 +65,25 @@ def evaluate(cfg: DictConfig, splits, teacher, student: Classifier) -> tuple[dic
                              progress="student: test")
     test = metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(), splits.num_classes,
                    teacher_pred=teacher.test_probs.argmax(-1))
+    save_outputs(cfg, splits, teacher, student, test_logits)
     return test, heldout_metrics(cfg, splits, teacher, student)
+
+
+def save_outputs(cfg: DictConfig, splits, teacher, student: Classifier, test_logits: torch.Tensor) -> None:
+    """Per-example test predictions (for McNemar or a bootstrap over test examples) as
+    ``predictions.csv``; with ``save_student=true`` also the selected weights as ``student.pt``."""
+    import pandas as pd
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    probs = torch.softmax(test_logits.float(), -1).numpy()
+    df = pd.DataFrame({"id": splits.test["id"], "label": splits.test["label"], "student_pred": probs.argmax(-1),
+                       "teacher_pred": teacher.test_probs.argmax(-1)})
+    for c, name in enumerate(splits.label_names):
+        df[f"student_p_{name}"] = probs[:, c].round(5)
+    df.to_csv(out / "predictions.csv", index=False)
+    if cfg.get("save_student"):
+        torch.save(student.state_dict(), out / "student.pt")
 
 
 # --- building -------------------------------------------------------------------------------

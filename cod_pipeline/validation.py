@@ -110,6 +110,7 @@ RULES: dict[str, Rule] = {
     "seed": count(),
     "threads": positive_int(nullable=True),
     "resume": Rule("bool"),
+    "save_student": Rule("bool"),
     "method.alpha": non_negative(),
     "method.temperature": positive(),
     "method.beta": non_negative(),

@@ -29,6 +29,32 @@ def test_end_to_end_writes_result_with_sane_metrics(tiny_cfg):
     assert saved["config"]["model"]["name"] == "tiny"
 
 
+def test_test_predictions_are_saved_kept_with_the_result_and_weights_on_request(tiny_cfg):
+    import pandas as pd
+    from omegaconf import open_dict
+
+    cfg = tiny_cfg("k=8")
+    result = run(cfg)
+    pred = pd.read_csv(os.path.join(cfg.paths.output_dir, "predictions.csv"))
+    assert len(pred) == result["sizes"]["test"] and pred["id"].is_unique
+    assert (pred["student_pred"] == pred["label"]).mean() == pytest.approx(result["student"]["test"]["accuracy"])
+    assert (pred["student_pred"] == pred["teacher_pred"]).mean() == pytest.approx(result["student"]["test"]["agreement"])
+    assert not os.path.exists(os.path.join(cfg.paths.output_dir, "student.pt"))  # not asked for
+
+    again = tiny_cfg("k=8")
+    with open_dict(again):
+        again.paths.output_dir += "_again"
+    assert run(again)["run_hash"] == result["run_hash"]  # reused from the cache ...
+    assert pd.read_csv(os.path.join(again.paths.output_dir, "predictions.csv")).equals(pred)  # ... with its predictions
+
+    keep = tiny_cfg("k=8", "save_student=true")  # same identity, but weights were asked for: trains again
+    with open_dict(keep):
+        keep.paths.output_dir += "_keep"
+    assert run(keep)["run_hash"] == result["run_hash"]
+    state = torch.load(os.path.join(keep.paths.output_dir, "student.pt"), map_location="cpu")
+    assert any(k.endswith("weight") for k in state) and all(torch.isfinite(v).all() for v in state.values())
+
+
 def test_teacher_is_cached_and_not_retrained(tiny_cfg):
     first = run(tiny_cfg("stage=teacher"))
     assert first["teacher"]["trained_now"] is True

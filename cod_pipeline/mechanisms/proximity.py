@@ -48,3 +48,24 @@ def write_proximity(groups: dict[str, np.ndarray], out_dir: Path) -> pd.DataFram
     fig.savefig(out_dir / "proximity.png", dpi=120)
     plt.close(fig)
     return table
+
+
+def run_proximity(cfg, splits, sampler, teacher) -> pd.DataFrame:
+    """The CFEs a CoD run at this k and seed uses, against the originals, LLM CFEs and random edits."""
+    from cod_pipeline.counterfactuals.pairing import generate_for_draw
+    from cod_pipeline.counterfactuals.random_edit import random_edits
+    from cod_pipeline.counterfactuals.store import CFEStore
+    from cod_pipeline.counterfactuals.textclean import edited_words
+
+    pairs, _, _ = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2)
+    recs = [r for _, r in pairs]
+    originals = np.array([r["orig_probs"] for r in recs])
+    edits = [max(1, edited_words(r["original"], r["cfe"])) for r in recs]
+    rand = teacher.probs(random_edits([r["original"] for r in recs], edits, cfg.seed, cfg.dataset.task))
+    store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
+    llm = [r for r in store.all(dataset=cfg.dataset.name, teacher_id=teacher.id)
+           if r.get("generator") not in ("search",) and r.get("valid")]
+    groups = {"originals": margins(originals), "search CFEs": margins(np.array([r["cfe_probs"] for r in recs])),
+              "random edits (same size)": margins(rand),
+              "LLM CFEs (cache)": margins(np.array([r["cfe_probs"] for r in llm])) if llm else np.array([])}
+    return write_proximity(groups, Path(cfg.paths.output_dir))

@@ -1,0 +1,74 @@
+"""CFE quality on the first 64 originals of each dataset's seed-0 draw, `cfe=search` against
+`cfe=lm_search`: validity, edited words, teacher margins, fluency drop and cost per original.
+
+Fluency is scored the same way for both generators, by SmolLM2-135M-Instruct (the model
+lm_search uses): the mean token log-probability of the original minus that of its CFE, so a
+positive drop is a less fluent CFE. Seconds per original count only CFEs generated in this run
+(cache hits excluded) and include the generator's load. Also writes 10 random CFEs per dataset.
+
+    python benchmarks/bench_cfe_quality.py [--datasets rotten_tomatoes,tweets] [--n 64]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+
+from common import ROOT, compose, md_table, write
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", default="rotten_tomatoes,tweets,sst2_local,cola_local,subjectivity")
+    ap.add_argument("--generators", default="search,lm_search")
+    ap.add_argument("--n", type=int, default=64)
+    args = ap.parse_args()
+    os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
+    os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
+
+    from cod_pipeline.counterfactuals.lm import LanguageModel
+    from cod_pipeline.counterfactuals.pairing import generate_for_draw
+    from cod_pipeline.pipeline import prepare
+    from cod_pipeline.teacher import ensure_teacher
+
+    lm = LanguageModel()
+    rows, samples = [], []
+    for ds in args.datasets.split(","):
+        for gen in args.generators.split(","):
+            cfg = compose([f"dataset={ds}", f"cfe={gen}", f"k={2 * args.n}", "seed=0", "augment=cod", "logger=none"],
+                          f"bench_cfe_quality/{ds}/{gen}")
+            splits, sampler = prepare(cfg)
+            teacher = ensure_teacher(cfg, splits)
+            pairs, _, q = generate_for_draw(cfg, splits, sampler, teacher, args.n, "fill")
+            recs = [r for _, r in pairs]
+            drop = lm.logprob([r["original"] for r in recs]) - lm.logprob([r["cfe"] for r in recs])
+            made = q["cache"].get("generated", 0)
+            rows.append({"dataset": cfg.dataset.name, "generator": gen, "originals": q["n_originals"],
+                         "validity": f"{q['validity']:.2f}", "edited words": f"{q['edited_words_mean']:.2f}",
+                         "margin orig → CFE": f"{q['margin_original_mean']:.2f} → {q['margin_cfe_mean']:.2f}",
+                         "fluency drop": f"{statistics.fmean(drop):.2f}" if len(drop) else "—",
+                         "share drop > 1": f"{(drop > 1).mean():.2f}" if len(drop) else "—",
+                         "s / original": f"{q['seconds'] / made:.2f}" if made else "cached"})
+            if gen == "lm_search":
+                names = splits.label_names
+                for r in random.Random(0).sample(recs, min(10, len(recs))):
+                    samples.append({"dataset": cfg.dataset.name, "original": _cell(r["original"]),
+                                    "CFE": _cell(r["cfe"]),
+                                    "teacher": f"{names[r['label']]} → {names[r['cfe_label']]}"})
+            print(rows[-1], flush=True)
+    body = ("Validity: share of the originals tried whose CFE flips the teacher within the edit gate. "
+            "Fluency drop: SmolLM2 mean token log-probability, original minus CFE (valid CFEs; lower is "
+            "better). The teacher is each dataset's default (minilm) teacher.\n\n" + md_table(rows)
+            + "\n\n## 10 random lm_search CFEs per dataset\n\n" + (md_table(samples) if samples else "—") + "\n")
+    write("bench_cfe_quality", "CFE quality: search vs lm_search, 64 originals per dataset", body)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+if __name__ == "__main__":
+    main()
