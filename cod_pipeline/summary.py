@@ -18,9 +18,11 @@ def print_summary(result: dict, path, unfinished: str | None = None) -> None:
     if result.get("cfe") and result["stage"] == "cfe":
         q = result["cfe"]
         console = Console()
-        console.print(f"CFEs ({q['generator']}): validity {q['validity']:.2f}, mean edit distance "
-                      f"{q['edit_distance_mean']}, edited words {q['edited_words_mean']}, teacher margin "
-                      f"original {q['margin_original_mean']:.2f} → CFE {q['margin_cfe_mean']}, LLM calls "
+        r2 = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731 (None: no valid CFE)
+        fl = f", fluency drop {r2(q['fluency_drop_mean'])}" if q.get("fluency_drop_mean") is not None else ""
+        console.print(f"CFEs ({q['generator']}): validity {r2(q['validity'])}, mean edit distance "
+                      f"{r2(q['edit_distance_mean'])}, edited words {r2(q['edited_words_mean'])}, teacher margin "
+                      f"original {r2(q['margin_original_mean'])} → CFE {r2(q['margin_cfe_mean'])}{fl}, LLM calls "
                       f"{q['llm_calls']}, {q['seconds']:.1f} s; samples: {q['samples_file']}")
     if result.get("teacher"):
         row("teacher", result["teacher"]["test"])

@@ -81,8 +81,9 @@ def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, p
     out = Path(cfg.paths.output_dir)
     quality["samples_file"] = str(write_samples(tried, out / "cfe_samples.md", splits.label_names))
     quality["samples"] = [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")} for r in records[:10]]
-    log.info("CFEs: %d valid for %d originals tried (validity %.2f), mean edit distance %s, %s",
-             len(records), len(tried), quality["validity"], quality["edit_distance_mean"], dict(generation.stats))
+    log.info("CFEs: %d valid for %d originals tried (validity %.2f), mean edit distance %.3f, %s",
+             len(records), len(tried), quality["validity"] or 0.0, quality["edit_distance_mean"] or float("nan"),
+             dict(generation.stats))
     return pairs, failed, quality
 
 
