@@ -20,7 +20,9 @@ log = logging.getLogger("cod_pipeline")
 # Third-party lines no user acts on: Lightning's advertisement, TPU probing, the expected end
 # of a fixed-step fit, and a deprecation inside Lightning's own code.
 QUIET_LOG_LINES = ("Tip: For seamless cloud logging", "TPU available:", "stopped: `max_steps=")
-QUIET_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+QUIET_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                  r"The `srun` command is available on your system",  # SLURM runs go through submitit
+                  r".*does not have many workers")  # few-shot batches: worker processes would only cost
 
 
 class _DropLines(logging.Filter):
@@ -35,6 +37,7 @@ def quiet_third_party() -> None:
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
                  "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)  # "GPU available", "LOCAL_RANK": the run's own lines say what matters
         if not any(isinstance(f, _DropLines) for f in logger.filters):
             logger.addFilter(_DropLines())
 

@@ -1,4 +1,8 @@
-"""Metrics for any number of classes: accuracy, macro-F1, MCC, and student–teacher agreement."""
+"""Metrics for any number of classes: accuracy, macro-F1, MCC, and student–teacher agreement.
+
+From the confusion matrix, with scikit-learn's conventions (MCC 0 for a constant predictor,
+macro-F1 over every class): few-shot students often predict one class, and torchmetrics
+returns other values exactly there (README: Measured here)."""
 from __future__ import annotations
 
 import numpy as np

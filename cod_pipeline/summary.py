@@ -6,7 +6,11 @@ from rich.table import Table
 
 
 def print_summary(result: dict, path, unfinished: str | None = None) -> None:
-    """The table of what finished; ``unfinished`` names a compare arm that failed (its error follows)."""
+    """The table of what finished, also appended to the run's ``run.log``; ``unfinished`` names a
+    compare arm that failed (its error follows)."""
+    from pathlib import Path
+
+    console = Console(record=True)
     table = Table(title=f"{result['dataset']} · {result['model']} · k={result['k']} · seed={result['seed']}")
     for col in ("model", "accuracy", "macro-F1", "MCC", "agreement", "majority"):
         table.add_column(col, justify="right" if col != "model" else "left")
@@ -17,7 +21,6 @@ def print_summary(result: dict, path, unfinished: str | None = None) -> None:
 
     if result.get("cfe") and result["stage"] == "cfe":
         q = result["cfe"]
-        console = Console()
         r2 = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731 (None: no valid CFE)
         fl = f", fluency drop {r2(q['fluency_drop_mean'])}" if q.get("fluency_drop_mean") is not None else ""
         console.print(f"CFEs ({q['generator']}): validity {r2(q['validity'])}, mean edit distance "
@@ -26,16 +29,21 @@ def print_summary(result: dict, path, unfinished: str | None = None) -> None:
                       f"{q['llm_calls']}, {q['seconds']:.1f} s; samples: {q['samples_file']}")
     if result.get("teacher"):
         row("teacher", result["teacher"]["test"])
-    for label, res in [("student " + _variant(result), result.get("student"))] + [
-            (f"student {v}", r.get("student")) for v, r in result.get("compare", {}).items()]:
-        if res:
-            row(label, res["test"])
-    console = Console()
+    variants = [(_variant(result), result)] + list(result.get("compare", {}).items())
+    for name, res in variants:
+        if res.get("student"):
+            row(f"student {name}", res["student"]["test"])
     console.print(table)
-    console.print(f"timings (s): {', '.join(f'{k}={v:.1f}' for k, v in result.get('timings_s', {}).items())}")
+    for name, res in variants:
+        times = ", ".join(f"{k}={v:.1f}" for k, v in res.get("timings_s", {}).items())
+        console.print(f"timings (s){'' if len(variants) == 1 else ' ' + name}: {times}")
     console.print(f"result: {path}")
     if unfinished:
         console.print(f"student {unfinished} did not finish (the error follows); the rows above are complete")
+    log = Path(path).parent / "run.log"
+    if log.parent.exists():
+        with log.open("a") as f:
+            f.write(console.export_text())
 
 
 def _variant(result: dict) -> str:

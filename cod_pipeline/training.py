@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -41,8 +42,10 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_
             default_root_dir=str(workdir) if workdir else None,
         )
         module.train()  # from_pretrained leaves modules in eval mode; Lightning keeps modes as found
+        t0 = time.perf_counter()
         trainer.fit(module, datamodule=datamodule)
-        info = {"steps": int(trainer.global_step), "selection": "val" if select_on_val else "last"}
+        info = {"steps": int(trainer.global_step), "selection": "val" if select_on_val else "last",
+                "fit_s": time.perf_counter() - t0}
         if select_on_val and ckpt.best_model_path:
             state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
             module.load_state_dict(state)

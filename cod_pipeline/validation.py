@@ -111,6 +111,7 @@ RULES: dict[str, Rule] = {
     "threads": positive_int(nullable=True),
     "resume": Rule("bool"),
     "save_student": Rule("bool"),
+    "paths.shared_fs": Rule("choice", choices=("auto", "true", "false", True, False)),
     "method.alpha": non_negative(),
     "method.temperature": positive(),
     "method.beta": non_negative(),

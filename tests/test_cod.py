@@ -77,6 +77,8 @@ def test_default_compare_trains_both_variants(sentiment_cfg):
     result = run(sentiment_cfg("k=8", "compare=[cod]"))
     assert result["augment"] == "none" and "kd+cod" in result["compare"]
     assert os.path.exists(os.path.join(sentiment_cfg().paths.output_dir, "compare", "cod", "result.json"))
+    log = open(os.path.join(sentiment_cfg().paths.output_dir, "run.log")).read()  # the printed summary, kept
+    assert "student kd+cod" in log and "timings (s) kd:" in log and "timings (s) kd+cod:" in log
 
 
 def cfe_cli(tmp_path, data, srv, k, *extra):

@@ -131,6 +131,36 @@ def test_network_fs_detection(tmp_path, monkeypatch):
         resolve_shared_fs(tmp_path / "c.sqlite", "maybe")
 
 
+def test_paths_shared_fs_reaches_the_pipelines_store(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from omegaconf import open_dict
+
+    from cod_pipeline import ConfigError
+    from cod_pipeline.counterfactuals.pairing import make_generation
+    from cod_pipeline.validation import validate
+    from tests.conftest import make_cfg
+
+    monkeypatch.delenv("COD_SHARED_FS", raising=False)
+    assert make_cfg(tmp_path).paths.shared_fs == "auto"
+    monkeypatch.setenv("COD_SHARED_FS", "true")
+    cfg = make_cfg(tmp_path, ["cfe=search"])
+    assert cfg.paths.shared_fs == "true"
+    with open_dict(cfg):  # the config, not the environment, decides from here on
+        cfg.paths.shared_fs = False
+    monkeypatch.delenv("COD_SHARED_FS")
+    splits, teacher = SimpleNamespace(label_names=["negative", "positive"]), SimpleNamespace(id="t0")
+    assert make_generation(cfg, splits, teacher).store.shared_fs is False
+    with open_dict(cfg):
+        cfg.paths.shared_fs = "true"
+    gen = make_generation(cfg, splits, teacher)
+    assert gen.store.shared_fs is True and (tmp_path / "cache" / "cfe.sqlite.lock").exists()
+    with open_dict(cfg):
+        cfg.paths.shared_fs = "maybe"
+    with pytest.raises(ConfigError, match="paths.shared_fs"):
+        validate(cfg)
+
+
 TEACHER_WORKER = textwrap.dedent(
     r'''
     import json, logging, os, sys, time

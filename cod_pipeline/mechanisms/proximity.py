@@ -62,7 +62,7 @@ def run_proximity(cfg, splits, sampler, teacher) -> pd.DataFrame:
     originals = np.array([r["orig_probs"] for r in recs])
     edits = [max(1, edited_words(r["original"], r["cfe"])) for r in recs]
     rand = teacher.probs(random_edits([r["original"] for r in recs], edits, cfg.seed, cfg.dataset.task))
-    store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite")
+    store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite", cfg.paths.get("shared_fs"))
     llm = [r for r in store.all(dataset=cfg.dataset.name, teacher_id=teacher.id)
            if r.get("generator") not in ("search",) and r.get("valid")]
     groups = {"originals": margins(originals), "search CFEs": margins(np.array([r["cfe_probs"] for r in recs])),

