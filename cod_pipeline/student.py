@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hydra
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
@@ -34,8 +35,7 @@ def check_config(cfg: DictConfig) -> None:
 def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=None):
     """Seed, build, bind the loss, cache teacher outputs, fit; returns the selected student and its info."""
     st, selection = cfg.model.student_training, cfg.model.student_training.selection
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    pl.seed_everything(cfg.seed, verbose=False)  # python, numpy and torch: the init and dropout of this seed
     student = build_student(cfg, splits)
     loss = build_loss(cfg.method.loss, student, teacher.model)
     per_step = bool(cfg.method.get("teacher_forward_every_step", False)) and bool(loss.needs)

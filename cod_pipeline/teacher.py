@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -133,7 +134,7 @@ def _wait_for_rank0_or_done(lock: Path, done: Path, poll_s: float = 0.5, report_
 
 def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
     tc = cfg.model.teacher_training
-    torch.manual_seed(tc.seed)
+    pl.seed_everything(tc.seed, verbose=False)
     model = build_teacher_model(cfg, splits.num_classes)
     train_rows = _rows(splits.train, tc.train_cap, tc.seed)
     val_rows = _rows(splits.validation, tc.val_cap, tc.seed)
