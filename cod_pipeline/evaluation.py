@@ -33,3 +33,11 @@ def metrics(y_true, y_pred, num_classes: int, teacher_pred=None) -> dict[str, fl
     if teacher_pred is not None:
         out["agreement"] = float(np.mean(np.asarray(y_pred) == np.asarray(teacher_pred)))
     return out
+
+
+def selection_score(pred, target, num_classes: int, metric: str = "accuracy") -> float:
+    """The validation score a checkpoint is selected on: the dataset's primary metric."""
+    pred, target = np.asarray(pred), np.asarray(target)
+    if metric == "accuracy":
+        return float((pred == target).mean()) if len(pred) else float("nan")
+    return metrics(target, pred, num_classes)[metric]

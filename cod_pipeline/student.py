@@ -48,7 +48,8 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
     module = StudentModule(student, loss, teacher=teacher.model if per_step else None, lr=st.lr,
                            weight_decay=st.weight_decay, warmup_ratio=st.warmup_ratio, total_steps=steps,
                            head_lr=st.get("head_lr"), freeze_embeddings=st.get("freeze_embeddings", False),
-                           val_target="teacher" if selection == "agreement" else "label")
+                           val_target="teacher" if selection == "agreement" else "label",
+                           val_metric=cfg.dataset.get("primary_metric", "accuracy") if selection == "val" else "accuracy")
     log.info("student %s: %d training rows, %d steps, selection=%s, loss=%s", cfg.model.student.name, len(rows),
              steps, selection, " + ".join(f"{t.weight:g}·{n}" for n, t in loss.terms.items()))
     info = {"val_score_at_init": selection_score(student, dm.val_rows, selection)} if dm.val_rows else {}

@@ -60,6 +60,12 @@ def teacher_key(cfg: DictConfig) -> dict:
             "checkpoint": cfg.model.get("teacher_checkpoint"), "data_files": source_fingerprint(cfg.dataset)}
 
 
+def teacher_training(cfg: DictConfig) -> DictConfig:
+    """The model's teacher training, with the dataset's own overrides on top (``dataset.teacher_training``:
+    a harder task may need more epochs); both are part of the teacher's key."""
+    return OmegaConf.merge(cfg.model.teacher_training, cfg.dataset.get("teacher_training") or {})
+
+
 def build_teacher_model(cfg: DictConfig, num_labels: int) -> Classifier:
     return hydra.utils.instantiate(cfg.model.teacher, num_labels=num_labels, cache_dir=cfg.paths.cache_dir)
 
@@ -133,7 +139,7 @@ def _wait_for_rank0_or_done(lock: Path, done: Path, poll_s: float = 0.5, report_
 
 
 def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
-    tc = cfg.model.teacher_training
+    tc = teacher_training(cfg)
     pl.seed_everything(tc.seed, verbose=False)
     model = build_teacher_model(cfg, splits.num_classes)
     train_rows = _rows(splits.train, tc.train_cap, tc.seed)
@@ -141,7 +147,7 @@ def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
     dm = FewShotDataModule(train_rows, val_rows, Collate(model.tokenize), tc.batch_size, tc.eval_batch_size, tc.seed)
     steps = plan_steps(dm.steps_per_epoch(), tc.epochs, tc.get("min_steps", 0), tc.get("max_steps"))
     module = TeacherModule(model, lr=tc.lr, weight_decay=tc.weight_decay, warmup_ratio=tc.warmup_ratio,
-                           total_steps=steps)
+                           total_steps=steps, val_metric=cfg.dataset.get("primary_metric", "accuracy"))
     log.info("training teacher %s: %d examples, %d steps", cfg.model.teacher.name, len(train_rows), steps)
     from pytorch_lightning.loggers import CSVLogger
 

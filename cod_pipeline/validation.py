@@ -118,6 +118,7 @@ RULES: dict[str, Rule] = {
     "model.student_training.selection": Rule("choice", choices=("val", "last", "agreement")),
     "model.student_training.head_init": Rule("choice", choices=("random", "label_names")),
     **_training("model.teacher_training"),
+    **_training("dataset.teacher_training"),
     **_training("model.student_training"),
     "dataset.val_size": count(),
     "dataset.test_size": positive_int(),

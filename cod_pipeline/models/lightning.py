@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from cod_pipeline.evaluation import selection_score
 from cod_pipeline.losses import StepOutputs, WeightedSum, weighted_ce
 from cod_pipeline.models.backbone import Classifier
 
@@ -15,7 +16,7 @@ class ClassifierModule(pl.LightningModule):
 
     def __init__(self, model: Classifier, lr: float, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
                  total_steps: int = 100, val_target: str = "label", head_lr: float | None = None,
-                 freeze_embeddings: bool = False):
+                 freeze_embeddings: bool = False, val_metric: str = "accuracy"):
         super().__init__()
         self.model, self.lr, self.weight_decay = model, lr, weight_decay
         self.head_lr = head_lr or lr  # a fresh head learns faster than a pretrained backbone may move
@@ -23,7 +24,8 @@ class ClassifierModule(pl.LightningModule):
             for p in model.backbone.get_input_embeddings().parameters():
                 p.requires_grad_(False)
         self.warmup_ratio, self.total_steps, self.val_target = warmup_ratio, total_steps, val_target
-        self._val_hits: list[torch.Tensor] = []
+        self.val_metric = val_metric  # the dataset's primary metric: on CoLA accuracy rewards the majority class
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def configure_optimizers(self):
         groups: dict[tuple[float, float], list] = {}  # few groups: AdamW's foreach kernels work per group
@@ -40,12 +42,14 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch, _):
         logits, _ = self.model(batch["input_ids"], batch["attention_mask"])
         target = batch["t_pred"] if self.val_target == "teacher" else batch["labels"]
-        self._val_hits.append((logits.argmax(-1) == target).float())
+        self._val.append((logits.argmax(-1), target))
 
     def on_validation_epoch_end(self):
-        if self._val_hits:
-            self.log("val/score", torch.cat(self._val_hits).mean(), prog_bar=True)
-        self._val_hits.clear()
+        if self._val:
+            pred, target = (torch.cat(x).cpu().numpy() for x in zip(*self._val))
+            score = selection_score(pred, target, self.model.head.out_features, self.val_metric)
+            self.log("val/score", torch.tensor(score, dtype=torch.float32), prog_bar=True)
+        self._val.clear()
 
 
 def check_finite(loss, step: int, who: str, parts: dict | None = None) -> None:
