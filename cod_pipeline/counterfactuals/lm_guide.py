@@ -28,16 +28,8 @@ def _core_starts(tokens) -> list[int]:
 
 class LMGuide:
     def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
-                 contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0, skip_frequent: int | None = None):
-        """``skip_frequent`` (opt-in, ``+cfe.lm.skip_frequent=N``): the LM proposes no function word
-        and none of the N most frequent words, so a flip must come from a content word (on
-        subjectivity most failed transfers were "They" -> "Whether"-like edits)."""
+                 contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0):
         self.lm, self.descriptions = lm, list(descriptions)
-        self.skip: frozenset[str] = frozenset()
-        if skip_frequent is not None:
-            from cod_pipeline.counterfactuals import lexicon as lex
-
-            self.skip = lex.FUNCTION_WORDS | set(lex.frequent_words(int(skip_frequent)))
         self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
         self.rank_top, self.weight = int(rank_top), float(weight)
         # the class words themselves ("negative") are what the context makes likely, not an edit
@@ -75,8 +67,7 @@ class LMGuide:
             have = j.cands.setdefault(i, [])
             known = {e.label for e in have}
             words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], 3 * max(self.proposals, self.insertions),
-                                              self.contrast, exclude={core.lower(), *self.banned})
-                     if self.is_word(w) and w.lower() not in self.skip]
+                                              self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
             for w in words[:self.proposals]:
                 new = case_like(w, core)
                 label = f"{core} -> {new}"
