@@ -130,6 +130,10 @@ def run_hash(cfg: DictConfig) -> str:
         _drop_targets(c.get(group))
     if active_terms(c["method"].get("loss")) == legacy_terms(c["method"]):
         c["method"].pop("loss", None)  # the old fixed formula's terms: results cached before terms keep their hash
+    if c["dataset"].pop("teacher_training", None) is not None:  # identity = the teacher training in effect
+        from cod_pipeline.teacher import teacher_training
+
+        c["model"]["teacher_training"] = OmegaConf.to_container(teacher_training(cfg), resolve=True)
     c["precision"] = str(cfg.trainer.get("precision"))
     c["data_files"] = source_fingerprint(cfg.dataset)
     c["schema"] = RESULT_SCHEMA

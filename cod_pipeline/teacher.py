@@ -56,7 +56,8 @@ def teacher_key(cfg: DictConfig) -> dict:
     """Exactly what determines the teacher: data, teacher model and its training."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     dataset.pop("label_template", None)  # a student-only setting: changing it must not retrain the teacher
-    return {"dataset": dataset, "teacher": cfg.model.teacher, "training": cfg.model.teacher_training,
+    dataset.pop("teacher_training", None)  # counted where it acts: in the effective training below
+    return {"dataset": dataset, "teacher": cfg.model.teacher, "training": teacher_training(cfg),
             "checkpoint": cfg.model.get("teacher_checkpoint"), "data_files": source_fingerprint(cfg.dataset)}
 
 

@@ -20,8 +20,12 @@ def test_mcc_selection_does_not_reward_the_majority_class():
 
 def test_dataset_teacher_training_overrides_the_models_and_changes_the_teacher(tmp_path, monkeypatch):
     monkeypatch.setenv("COLA_DIR", str(tmp_path))
-    plain = make_cfg(tmp_path, ["dataset=cola_local", "+dataset.teacher_training.epochs=1"])
-    more = make_cfg(tmp_path, ["dataset=cola_local", "+dataset.teacher_training.epochs=3"])
+    plain = make_cfg(tmp_path, ["dataset=cola_local", "dataset.teacher_training.epochs=1"])
+    more = make_cfg(tmp_path, ["dataset=cola_local"])  # cola asks for 3 epochs
     assert teacher_training(more).epochs == 3 and teacher_training(plain).epochs == 1
     assert teacher_training(more).train_cap == more.model.teacher_training.train_cap  # the rest is the model's
     assert teacher_key(more) != teacher_key(plain)
+    # an override equal to the model's own setting is no change: deberta_v3 already trains 3 epochs
+    hub = make_cfg(tmp_path, ["model=deberta_v3", "dataset=cola"])
+    same = make_cfg(tmp_path, ["model=deberta_v3", "dataset=cola", "~dataset.teacher_training"])
+    assert teacher_key(hub) == teacher_key(same)

@@ -152,9 +152,9 @@ def test_paths_shared_fs_reaches_the_pipelines_store(tmp_path, monkeypatch):
     splits, teacher = SimpleNamespace(label_names=["negative", "positive"]), SimpleNamespace(id="t0")
     assert make_generation(cfg, splits, teacher).store.shared_fs is False
     with open_dict(cfg):
-        cfg.paths.shared_fs = "true"
+        cfg.paths.shared_fs, cfg.paths.cache_dir = "true", str(tmp_path / "nfs")
     gen = make_generation(cfg, splits, teacher)
-    assert gen.store.shared_fs is True and (tmp_path / "cache" / "cfe.sqlite.lock").exists()
+    assert gen.store.shared_fs is True and (tmp_path / "nfs" / "cfe.sqlite.lock").exists()
     with open_dict(cfg):
         cfg.paths.shared_fs = "maybe"
     with pytest.raises(ConfigError, match="paths.shared_fs"):
