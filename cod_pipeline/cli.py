@@ -17,29 +17,20 @@ from cod_pipeline import ConfigError
 
 log = logging.getLogger("cod_pipeline")
 
-# Third-party lines no user acts on: Lightning's advertisement, TPU probing, the expected end
-# of a fixed-step fit, and a deprecation inside Lightning's own code.
-QUIET_LOG_LINES = ("Tip: For seamless cloud logging", "TPU available:", "stopped: `max_steps=")
+# Third-party warnings no user acts on: a deprecation inside Lightning's own code, SLURM hints
+# (SLURM runs go through submitit) and few-shot loaders without worker processes.
 QUIET_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                  r"The `srun` command is available on your system",  # SLURM runs go through submitit
-                  r".*does not have many workers")  # few-shot batches: worker processes would only cost
-
-
-class _DropLines(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        return not any(s in msg for s in QUIET_LOG_LINES)
+                  r"The `srun` command is available on your system",
+                  r".*does not have many workers")
 
 
 def quiet_third_party() -> None:
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+    # Lightning's info lines ("GPU available", the cloud-logging tip, "`max_steps` reached") at WARNING
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
                  "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.WARNING)  # "GPU available", "LOCAL_RANK": the run's own lines say what matters
-        if not any(isinstance(f, _DropLines) for f in logger.filters):
-            logger.addFilter(_DropLines())
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def config_error(exc: BaseException) -> ConfigError | None:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from cod_pipeline import ConfigError
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
-from cod_pipeline.evaluation import metrics
+from cod_pipeline.evaluation import metrics, selection_score
 from cod_pipeline.losses import WeightedSum, build_loss
 from cod_pipeline.models.backbone import Classifier, predict
 from cod_pipeline.models.lightning import StudentModule
@@ -45,14 +45,14 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
     dm = FewShotDataModule(rows, validation_rows(cfg, splits, teacher) if selection != "last" else [],
                            collate, st.batch_size, st.eval_batch_size, cfg.seed)
     steps = plan_steps(dm.steps_per_epoch(), st.epochs, st.min_steps, st.get("max_steps"))
+    val_metric = cfg.dataset.get("primary_metric", "accuracy") if selection == "val" else "accuracy"
     module = StudentModule(student, loss, teacher=teacher.model if per_step else None, lr=st.lr,
                            weight_decay=st.weight_decay, warmup_ratio=st.warmup_ratio, total_steps=steps,
                            head_lr=st.get("head_lr"), freeze_embeddings=st.get("freeze_embeddings", False),
-                           val_target="teacher" if selection == "agreement" else "label",
-                           val_metric=cfg.dataset.get("primary_metric", "accuracy") if selection == "val" else "accuracy")
+                           val_target="teacher" if selection == "agreement" else "label", val_metric=val_metric)
     log.info("student %s: %d training rows, %d steps, selection=%s, loss=%s", cfg.model.student.name, len(rows),
              steps, selection, " + ".join(f"{t.weight:g}·{n}" for n, t in loss.terms.items()))
-    info = {"val_score_at_init": selection_score(student, dm.val_rows, selection)} if dm.val_rows else {}
+    info = {"val_score_at_init": score_at_init(student, dm.val_rows, selection, val_metric)} if dm.val_rows else {}
     info |= fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
                 workdir=cfg.paths.output_dir)
     info["selection"] = selection
@@ -147,8 +147,9 @@ def heldout_metrics(cfg: DictConfig, splits, teacher, student: Classifier, cap: 
                    teacher_pred=teacher.val_probs[pos].argmax(-1))
 
 
-def selection_score(model: Classifier, rows: list[dict], selection: str) -> float:
-    """The selection metric before any training step: how much a head init alone gives."""
+def score_at_init(model: Classifier, rows: list[dict], selection: str, metric: str) -> float:
+    """The selection score before any training step (what a head init alone gives), on the
+    metric the checkpoints are then selected on."""
     logits, _ = predict(model, [r["text"] for r in rows])
     target = np.array([r["t_pred" if selection == "agreement" else "label"] for r in rows])
-    return float((logits.argmax(-1).numpy() == target).mean())
+    return selection_score(logits.argmax(-1).numpy(), target, logits.shape[-1], metric)

@@ -198,16 +198,15 @@ def load_classifier(num_labels: int, path: str, layers_path: str = "encoder.laye
         backbone = AutoModel.from_config(cfg)
     else:
         src = resolve_path(path, cache_dir)
-        kw = {"gguf_file": Path(src).name, "dtype": torch.float32} if src.endswith(".gguf") else {}
-        if kw:
+        gguf = {"gguf_file": Path(src).name} if src.endswith(".gguf") else {}  # a file in a folder
+        if gguf:
             src = str(Path(src).parent)
-        with _quiet_transformers(bool(kw)):  # GGUF dequantisation logs every tensor
-            tok = AutoTokenizer.from_pretrained(src, **{k: v for k, v in kw.items() if k == "gguf_file"})
+        with _quiet_transformers(bool(gguf)):  # GGUF dequantisation logs every tensor
+            tok = AutoTokenizer.from_pretrained(src, **gguf)
             if init == "pretrained":
-                backbone = AutoModel.from_pretrained(src, **kw)
+                backbone = AutoModel.from_pretrained(src, **gguf, **({"dtype": torch.float32} if gguf else {}))
             else:
-                backbone = AutoModel.from_config(AutoConfig.from_pretrained(src, gguf_file=kw["gguf_file"])
-                                                 if kw else AutoConfig.from_pretrained(src))
+                backbone = AutoModel.from_config(AutoConfig.from_pretrained(src, **gguf))
     if hasattr(backbone.config, "use_cache"):
         backbone.config.use_cache = False  # a classifier reads one forward: no KV cache to build
     if tok.pad_token is None:  # decoder LMs (Qwen) ship without one
