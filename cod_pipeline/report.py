@@ -316,6 +316,97 @@ def _splitting_keys(canon: pd.DataFrame, by: list[str], candidates: list[str]) -
     return [k for k in candidates if int(g[k].nunique().max()) > 1]
 
 
+def _student_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The student rows, each with a config dict and ``_std``: its cell on the table axes."""
+    stu = df[df["stage"] == "student"].copy()
+    if "config" not in stu.columns:
+        stu["config"] = [{} for _ in range(len(stu))]
+    stu["config"] = [c if isinstance(c, dict) else {} for c in stu["config"]]
+    stu["_std"] = [repr((r.dataset, r.model, r.method, r.augment, _nan_none(r.alpha_key), int(r.k)))
+                   for r in stu.itertuples(index=False)]
+    return stu
+
+
+def _config_frame(stu: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """Every config key, and one canonical-JSON column per key (``_ABSENT`` where a run
+    lacks it) plus ``_std``: what the cell-splitting tests group and compare."""
+    all_keys = sorted(set().union(*stu["config"])) if len(stu) else []
+    canon = pd.DataFrame({k: [_canon(c.get(k, _ABSENT)) for c in stu["config"]] for k in all_keys},
+                         index=stu.index)
+    canon["_std"] = stu["_std"]
+    return all_keys, canon
+
+
+def _wanted_splits(extras: list[str], all_keys: list[str], group_by: Sequence[str] | None,
+                   have_runs: bool) -> list[str]:
+    """The keys that split cells: all of ``extras``, or those ``group_by`` names."""
+    if group_by is None:
+        return extras
+    wanted = [GROUP_ALIASES.get(k, k) for k in group_by]
+    unknown = [k for k, w in zip(group_by, wanted) if w not in all_keys and k not in GROUP_ALIASES]
+    if unknown and have_runs:
+        _warn(f"--group-by key(s) not in any run's config: {', '.join(unknown)}")
+    return [k for k in extras if k in wanted]
+
+
+def _warn_merged(configs: Iterable[dict], merged: list[str]) -> None:
+    """Pooling runs that differ in config is allowed but never silent."""
+    configs = list(configs)
+    vals = []
+    for k in merged:
+        vs = sorted({_fmt_val(c[k]) for c in configs if k in c})
+        vals.append(f"{k} ({', '.join(vs[:4])}{', …' if len(vs) > 4 else ''})")
+    _warn("MERGED CONFIGS: some cells pool runs whose config differs in " + "; ".join(vals)
+          + " — these keys are not in --group-by; add them to split the cells")
+
+
+def _split_label(c: dict, split: list[str]) -> str:
+    parts = [f"{k}={_fmt_val(c[k])}" for k in split if k in c]
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def _mark_duplicates(stu: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Runs sorted by mtime and the mask of true duplicates (same cell, config and seed;
+    the newest file wins)."""
+    stu["_cfg"] = [_canon(c) for c in stu["config"]]
+    stu = stu.sort_values("mtime", kind="stable")
+    dup = stu.duplicated(["_std", "seed", "_cfg"], keep="last") if len(stu) else pd.Series(dtype=bool)
+    ndup = int(dup.sum())
+    if ndup:
+        _warn(f"dropped {ndup} duplicate run(s) with the same config and seed; kept the newest by mtime")
+    return stu, dup
+
+
+def _run_metric(r, metric: str) -> str:
+    return r["primary_metric"] if metric == "auto" else metric
+
+
+def _student_score(r, metric: str):
+    m = _run_metric(r, metric)
+    return m, r.get(f"student_{m}", np.nan)
+
+
+def _add_scores(stu: pd.DataFrame, metric: str) -> None:
+    """``metric``, ``score`` and ``acc`` (x100) columns, in place."""
+    if len(stu):
+        picked = [_student_score(r, metric) for _, r in stu.iterrows()]
+        stu["metric"] = [p[0] for p in picked]
+        stu["score"] = [p[1] * 100.0 for p in picked]
+        stu["acc"] = stu["student_accuracy"] * 100.0
+    else:
+        for c, t in (("metric", object), ("score", float), ("acc", float)):
+            stu[c] = pd.Series(dtype=t)
+
+
+def _add_status(stu: pd.DataFrame, dup: pd.Series) -> None:
+    """``status`` (kept / duplicate / no metric) and ``kept`` columns, in place."""
+    nan = stu["score"].isna() & ~dup
+    if nan.any():
+        _warn(f"{int(nan.sum())} run(s) lack the requested metric; ignored")
+    stu["status"] = np.where(dup, "duplicate", np.where(stu["score"].isna(), "no metric", "kept"))
+    stu["kept"] = stu["status"] == "kept"
+
+
 def prepare_runs(df: pd.DataFrame, metric: str = "auto", group_by: Sequence[str] | None = None) -> pd.DataFrame:
     """Student runs with their final cell label, score and status.
 
@@ -335,70 +426,21 @@ def prepare_runs(df: pd.DataFrame, metric: str = "auto", group_by: Sequence[str]
         raise ValueError(f"unknown metric {metric!r}; choose from {METRICS + ('auto',)}")
     if "variant" not in df.columns:
         df = _label_variants(df)
-    stu = df[df["stage"] == "student"].copy()
-    if "config" not in stu.columns:
-        stu["config"] = [{} for _ in range(len(stu))]
-    stu["config"] = [c if isinstance(c, dict) else {} for c in stu["config"]]
-    stu["_std"] = [repr((r.dataset, r.model, r.method, r.augment, _nan_none(r.alpha_key), int(r.k)))
-                   for r in stu.itertuples(index=False)]
-
-    all_keys = sorted(set().union(*stu["config"])) if len(stu) else []
-    canon = pd.DataFrame({k: [_canon(c.get(k, _ABSENT)) for c in stu["config"]] for k in all_keys},
-                         index=stu.index)
+    stu = _student_rows(df)
+    all_keys, canon = _config_frame(stu)
     varying = [k for k in all_keys if canon[k].nunique() > 1]
-    canon["_std"] = stu["_std"]
     extras = _splitting_keys(canon, ["_std"], varying)
-    if group_by is None:
-        split = extras
-    else:
-        wanted = [GROUP_ALIASES.get(k, k) for k in group_by]
-        unknown = [k for k, w in zip(group_by, wanted) if w not in all_keys and k not in GROUP_ALIASES]
-        if unknown and len(stu):
-            _warn(f"--group-by key(s) not in any run's config: {', '.join(unknown)}")
-        split = [k for k in extras if k in wanted]
+    split = _wanted_splits(extras, all_keys, group_by, bool(len(stu)))
     merged = _splitting_keys(canon, ["_std"] + split, [k for k in varying if k not in split])
     if merged:
-        vals = []
-        for k in merged:
-            vs = sorted({_fmt_val(c[k]) for c in stu["config"] if k in c})
-            vals.append(f"{k} ({', '.join(vs[:4])}{', …' if len(vs) > 4 else ''})")
-        _warn("MERGED CONFIGS: some cells pool runs whose config differs in " + "; ".join(vals)
-              + " — these keys are not in --group-by; add them to split the cells")
-
-    def suffix(c: dict) -> str:
-        parts = [f"{k}={_fmt_val(c[k])}" for k in split if k in c]
-        return f" [{', '.join(parts)}]" if parts else ""
-
-    stu["variant"] = [v + suffix(c) for v, c in zip(stu["variant"], stu["config"])]
+        _warn_merged(stu["config"], merged)
+    stu["variant"] = [v + _split_label(c, split) for v, c in zip(stu["variant"], stu["config"])]
     stu["_extras"] = [{k: _canon(c[k]) for k in split if k in c} for c in stu["config"]]
-
-    # true duplicates: same cell-relevant config and seed -> newest file wins
-    stu["_cfg"] = [_canon(c) for c in stu["config"]]
-    stu = stu.sort_values("mtime", kind="stable")
-    dup = stu.duplicated(["_std", "seed", "_cfg"], keep="last") if len(stu) else pd.Series(dtype=bool)
-    ndup = int(dup.sum())
-    if ndup:
-        _warn(f"dropped {ndup} duplicate run(s) with the same config and seed; kept the newest by mtime")
-
-    def pick(r):
-        m = r["primary_metric"] if metric == "auto" else metric
-        return m, r.get(f"student_{m}", np.nan)
-
-    if len(stu):
-        picked = [pick(r) for _, r in stu.iterrows()]
-        stu["metric"] = [p[0] for p in picked]
-        stu["score"] = [p[1] * 100.0 for p in picked]
-        stu["acc"] = stu["student_accuracy"] * 100.0
-    else:
-        for c, t in (("metric", object), ("score", float), ("acc", float)):
-            stu[c] = pd.Series(dtype=t)
-    nan = stu["score"].isna() & ~dup
-    if nan.any():
-        _warn(f"{int(nan.sum())} run(s) lack the requested metric; ignored")
-    stu["status"] = np.where(dup, "duplicate", np.where(stu["score"].isna(), "no metric", "kept"))
-    stu["kept"] = stu["status"] == "kept"
+    stu, dup = _mark_duplicates(stu)
+    _add_scores(stu, metric)
+    _add_status(stu, dup)
     stu.attrs.update(split_keys=list(split), merged_keys=list(merged), varying_keys=list(varying),
-                     duplicates_dropped=ndup, metric=metric)
+                     duplicates_dropped=int(dup.sum()), metric=metric)
     return stu
 
 
@@ -466,6 +508,124 @@ def _same_alpha(a, b) -> bool:
     return (pd.isna(a) and pd.isna(b)) or a == b
 
 
+def _teacher_score(r, metric: str):
+    """The teacher's metric and score in one row; agreement is undefined for a teacher."""
+    m = _run_metric(r, metric)
+    if m == "agreement":
+        m = r["primary_metric"]
+    return m, r.get(f"teacher_{m}", np.nan)
+
+
+def _teacher_scores(df: pd.DataFrame, metric: str) -> dict:
+    """Per dataset ``(score x100, n, metric, accuracy x100)``: the mean over unique teachers."""
+    tcols = [f"teacher_{m}" for m in METRICS]
+    teach = {}
+    for ds, g in df.groupby("dataset", sort=False):
+        g = g.dropna(subset=tcols, how="all").drop_duplicates(subset=tcols)
+        vals, tmetric = [], None
+        for _, r in g.iterrows():
+            tmetric, v = _teacher_score(r, metric)
+            if not pd.isna(v):
+                vals.append(v * 100.0)
+        accs = g["teacher_accuracy"].dropna() * 100.0
+        teach[ds] = (float(np.mean(vals)) if vals else np.nan, len(vals), tmetric,
+                     float(accs.mean()) if len(accs) else np.nan)
+    return teach
+
+
+def _variant_infos(kept: pd.DataFrame) -> list[dict]:
+    """One dict per variant (from its first kept run), in table order."""
+    vinfo = [dict(variant=r["variant"], method=r["method"], augment=r["augment"], alpha_key=r["alpha_key"],
+                  model=r["model"], extras=r["_extras"], student=r["config"].get("model.student.name"),
+                  raw={k: r["config"][k] for k in r["_extras"]})
+             for _, r in kept.drop_duplicates("variant").iterrows()] if len(kept) else []
+    vinfo.sort(key=lambda v: _variant_sort_key(v["method"], v["alpha_key"], v["augment"], v["model"],
+                                               _canon(v["extras"])))
+    return vinfo
+
+
+def _dataset_metric(df: pd.DataFrame, kept: pd.DataFrame, ds, metric: str) -> str:
+    """The metric a dataset's table reports: that of its kept runs, else the requested one,
+    else (``auto``, nothing kept) the primary metric its records name."""
+    ms = kept.loc[kept["dataset"] == ds, "metric"].unique().tolist()
+    if ms:
+        return "/".join(sorted(ms))
+    if metric != "auto":
+        return metric
+    return "/".join(sorted(set(df.loc[df["dataset"] == ds, "primary_metric"].dropna()))) or "accuracy"
+
+
+def _find_baseline(v: dict, vinfo: list[dict], augment: str) -> str | None:
+    """The variant ``v`` is compared with: same model/method/alpha with ``augment``, and the
+    most of ``v``'s splitting config values."""
+    cands = [b for b in vinfo if b["augment"] == augment and b["method"] == v["method"] and b["model"] == v["model"]
+             and _same_alpha(b["alpha_key"], v["alpha_key"])
+             and all(v["extras"].get(key) == val for key, val in b["extras"].items())]
+    return max(cands, key=lambda b: len(b["extras"]))["variant"] if cands else None
+
+
+_NO_GAIN = dict(gain=np.nan, mean=np.nan, lo=np.nan, hi=np.nan, std=np.nan, wins=0, ties=0, n=0)
+_NO_CELL = dict(mean=np.nan, std=np.nan, n=0, acc_mean=np.nan, acc_std=np.nan)
+
+
+class _Cells:
+    """Cell statistics of the kept runs and the paired gains between cells."""
+
+    def __init__(self, kept: pd.DataFrame, ci: str, level: float, n_boot: int):
+        self.ci, self.level, self.n_boot = ci, level, n_boot
+        self.stats = kept.groupby(["dataset", "variant", "k"]).agg(
+            mean=("score", "mean"), std=("score", "std"), n=("score", "count"),
+            acc_mean=("acc", "mean"), acc_std=("acc", "std"))
+        # runs pooled in one cell with the same seed are averaged before pairing
+        per_seed = kept.groupby(["dataset", "variant", "k", "seed"])["score"].mean()
+        self.seed_maps: dict = {}
+        for (ds, var, k, seed), v in per_seed.items():
+            self.seed_maps.setdefault((ds, var, int(k)), {})[int(seed)] = float(v)
+
+    def cell(self, key) -> dict:
+        if key not in self.stats.index:
+            return dict(_NO_CELL)
+        s = self.stats.loc[key]
+        return dict(mean=float(s["mean"]), std=float(s["std"]), n=int(s["n"]),
+                    acc_mean=float(s["acc_mean"]), acc_std=float(s["acc_std"]))
+
+    def gain(self, ds, var, base, k, mean) -> dict:
+        """Unpaired gain of cell means plus the paired gain over shared seeds vs ``base``."""
+        if base is None:
+            return dict(_NO_GAIN)
+        bkey = (ds, base, k)
+        bmean = float(self.stats.loc[bkey, "mean"]) if bkey in self.stats.index else np.nan
+        g = paired_gain_by_seed(self.seed_maps.get((ds, var, k), {}), self.seed_maps.get(bkey, {}), self.ci,
+                                level=self.level, n_boot=self.n_boot)
+        return dict(gain=mean - bmean, mean=g["mean"], lo=g["lo"], hi=g["hi"], std=g["std"],
+                    wins=g["wins"], ties=g["ties"], n=g["n"])
+
+
+def _agg_row(ds, v: dict, k, cells: _Cells, *, teacher, ds_metric: str, base, half, compared: bool,
+             paper_ref, ci: str, split_keys: list[str]) -> dict:
+    """One row of the long table: a (dataset, variant, k) cell with its gains and paper figure."""
+    var = v["variant"]
+    c = cells.cell((ds, var, k))
+    g1 = cells.gain(ds, var, base, k, c["mean"])
+    g2 = cells.gain(ds, var, half, k, c["mean"])
+    t, tn, tm, tacc = teacher
+    pvals, psrc = paper_ref
+    pm, ps = (pvals or {}).get(k, (np.nan, np.nan))
+    return dict(
+        dataset=ds, variant=var, method=v["method"], augment=v["augment"], alpha=v["alpha_key"],
+        k=int(k), mean=c["mean"], std=c["std"], n=c["n"], metric=ds_metric,
+        gain=g1["gain"], baseline=base, teacher=t, teacher_n=tn,
+        teacher_metric=tm or ds_metric, teacher_acc=tacc, acc_mean=c["acc_mean"], acc_std=c["acc_std"],
+        gain_mean=g1["mean"], gain_lo=g1["lo"], gain_hi=g1["hi"], gain_std=g1["std"],
+        wins=g1["wins"], ties=g1["ties"], n_pairs=g1["n"],
+        ci_method=ci if compared else None,
+        baseline_half=half, gain_half=g2["gain"], gain_half_mean=g2["mean"],
+        gain_half_lo=g2["lo"], gain_half_hi=g2["hi"], gain_half_std=g2["std"],
+        wins_half=g2["wins"], ties_half=g2["ties"], n_pairs_half=g2["n"],
+        paper_mean=pm, paper_std=ps, paper_source=psrc if pvals else None,
+        **{f"config.{key}": v["raw"].get(key) for key in split_keys})
+
+
 def build(df: pd.DataFrame, metric: str = "auto", *, group_by: Sequence[str] | None = None, ci: str = "t",
           n_boot: int = 10_000, level: float = 0.95, paper: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(agg, runs)``: the long table of :func:`aggregate` and the per-run
@@ -477,113 +637,26 @@ def build(df: pd.DataFrame, metric: str = "auto", *, group_by: Sequence[str] | N
     runs = prepare_runs(df, metric, group_by)
     kept = runs[runs["kept"]]
     split_keys = runs.attrs.get("split_keys", [])
-
-    # teacher score per dataset: mean over unique teachers
-    def pick_teacher(r):
-        m = r["primary_metric"] if metric == "auto" else metric
-        if m == "agreement":
-            m = r["primary_metric"]  # agreement is undefined for the teacher
-        return m, r.get(f"teacher_{m}", np.nan)
-
-    tcols = [f"teacher_{m}" for m in METRICS]
-    teach = {}
-    for ds, g in df.groupby("dataset", sort=False):
-        g = g.dropna(subset=tcols, how="all").drop_duplicates(subset=tcols)
-        vals, tmetric = [], None
-        for _, r in g.iterrows():
-            tmetric, v = pick_teacher(r)
-            if not pd.isna(v):
-                vals.append(v * 100.0)
-        accs = g["teacher_accuracy"].dropna() * 100.0
-        teach[ds] = (float(np.mean(vals)) if vals else np.nan, len(vals), tmetric,
-                     float(accs.mean()) if len(accs) else np.nan)
-
-    # grid
+    teach = _teacher_scores(df, metric)
     datasets = sorted(set(kept["dataset"]) | set(teach))
-    vcols = ["variant", "method", "augment", "alpha_key", "model"]
-    if len(kept):
-        first = kept.drop_duplicates("variant")
-        vinfo = [dict(variant=r["variant"], method=r["method"], augment=r["augment"], alpha_key=r["alpha_key"],
-                      model=r["model"], extras=r["_extras"], student=r["config"].get("model.student.name"),
-                      raw={k: r["config"][k] for k in r["_extras"]})
-                 for _, r in first.iterrows()]
-    else:
-        vinfo = []
-    vinfo.sort(key=lambda v: _variant_sort_key(v["method"], v["alpha_key"], v["augment"], v["model"],
-                                               _canon(v["extras"])))
+    vinfo = _variant_infos(kept)
     ks = sorted(kept["k"].astype(int).unique().tolist()) if len(kept) else []
-
-    ds_metric = {}
-    for ds in datasets:
-        ms = kept.loc[kept["dataset"] == ds, "metric"].unique().tolist()
-        ds_metric[ds] = "/".join(sorted(ms)) if ms else (
-            metric if metric != "auto" else ("mcc" if ds == "cola" else "accuracy"))
-
-    stats = kept.groupby(["dataset", "variant", "k"]).agg(
-        mean=("score", "mean"), std=("score", "std"), n=("score", "count"),
-        acc_mean=("acc", "mean"), acc_std=("acc", "std"))
-    per_seed = kept.groupby(["dataset", "variant", "k", "seed"])["score"].mean()
-    seed_maps: dict = {}
-    for (ds, var, k, seed), v in per_seed.items():
-        seed_maps.setdefault((ds, var, int(k)), {})[int(seed)] = float(v)
-
-    def find_base(v, aug):
-        cands = [b for b in vinfo if b["augment"] == aug and b["method"] == v["method"] and b["model"] == v["model"]
-                 and _same_alpha(b["alpha_key"], v["alpha_key"])
-                 and all(v["extras"].get(key) == val for key, val in b["extras"].items())]
-        return max(cands, key=lambda b: len(b["extras"]))["variant"] if cands else None
-
-    base_of, half_of, paper_of = {}, {}, {}
-    for v in vinfo:
-        if v["augment"] not in BASELINE_AUGMENTS:
-            base_of[v["variant"]] = find_base(v, "none")
-            half_of[v["variant"]] = find_base(v, "half")
-        if paper:
-            paper_of[v["variant"]] = {ds: _paper_lookup(v["model"], v["student"], ds, v["method"], v["augment"],
-                                                        v["alpha_key"]) for ds in datasets}
-
-    def gain_stats(ds, var, base, k, mean):
-        nan = dict(gain=np.nan, mean=np.nan, lo=np.nan, hi=np.nan, std=np.nan, wins=0, ties=0, n=0)
-        if base is None:
-            return nan
-        bkey = (ds, base, k)
-        bmean = float(stats.loc[bkey, "mean"]) if bkey in stats.index else np.nan
-        g = paired_gain_by_seed(seed_maps.get((ds, var, k), {}), seed_maps.get(bkey, {}), ci,
-                                level=level, n_boot=n_boot)
-        return dict(gain=mean - bmean, mean=g["mean"], lo=g["lo"], hi=g["hi"], std=g["std"],
-                    wins=g["wins"], ties=g["ties"], n=g["n"])
+    compared = [v for v in vinfo if v["augment"] not in BASELINE_AUGMENTS]
+    base_of = {v["variant"]: _find_baseline(v, vinfo, "none") for v in compared}
+    half_of = {v["variant"]: _find_baseline(v, vinfo, "half") for v in compared}
+    cells = _Cells(kept, ci, level, n_boot)
 
     rows = []
     for ds in datasets:
-        t, tn, tm, tacc = teach.get(ds, (np.nan, 0, None, np.nan))
+        ds_metric = _dataset_metric(df, kept, ds, metric)
+        teacher = teach.get(ds, (np.nan, 0, None, np.nan))
         for v in vinfo:
             var = v["variant"]
-            pvals, psrc = paper_of.get(var, {}).get(ds, (None, None))
-            for k in ks:
-                key = (ds, var, k)
-                if key in stats.index:
-                    s = stats.loc[key]
-                    mean, std, n = float(s["mean"]), float(s["std"]), int(s["n"])
-                    acc_mean, acc_std = float(s["acc_mean"]), float(s["acc_std"])
-                else:
-                    mean = std = acc_mean = acc_std = np.nan
-                    n = 0
-                g1 = gain_stats(ds, var, base_of.get(var), k, mean)
-                g2 = gain_stats(ds, var, half_of.get(var), k, mean)
-                pm, ps = (pvals or {}).get(k, (np.nan, np.nan))
-                rows.append(dict(
-                    dataset=ds, variant=var, method=v["method"], augment=v["augment"], alpha=v["alpha_key"],
-                    k=int(k), mean=mean, std=std, n=n, metric=ds_metric[ds],
-                    gain=g1["gain"], baseline=base_of.get(var), teacher=t, teacher_n=tn,
-                    teacher_metric=tm or ds_metric[ds], teacher_acc=tacc, acc_mean=acc_mean, acc_std=acc_std,
-                    gain_mean=g1["mean"], gain_lo=g1["lo"], gain_hi=g1["hi"], gain_std=g1["std"],
-                    wins=g1["wins"], ties=g1["ties"], n_pairs=g1["n"],
-                    ci_method=ci if var in base_of else None,
-                    baseline_half=half_of.get(var), gain_half=g2["gain"], gain_half_mean=g2["mean"],
-                    gain_half_lo=g2["lo"], gain_half_hi=g2["hi"], gain_half_std=g2["std"],
-                    wins_half=g2["wins"], ties_half=g2["ties"], n_pairs_half=g2["n"],
-                    paper_mean=pm, paper_std=ps, paper_source=psrc if pvals else None,
-                    **{f"config.{key}": v["raw"].get(key) for key in split_keys}))
+            paper_ref = (_paper_lookup(v["model"], v["student"], ds, v["method"], v["augment"], v["alpha_key"])
+                         if paper else (None, None))
+            rows += [_agg_row(ds, v, k, cells, teacher=teacher, ds_metric=ds_metric, base=base_of.get(var),
+                              half=half_of.get(var), compared=var in base_of, paper_ref=paper_ref, ci=ci,
+                              split_keys=split_keys) for k in ks]
     agg = pd.DataFrame(rows, columns=AGG_COLUMNS + [f"config.{key}" for key in split_keys])
     agg.attrs.update(duplicates_dropped=runs.attrs.get("duplicates_dropped", 0), ks=ks, metric=metric, ci=ci,
                      ci_label=ci_label(ci, level, n_boot), level=level, n_boot=n_boot,
@@ -638,10 +711,6 @@ def _fmt_cell(mean, std, n, with_n: bool, acc=None) -> str:
     if acc is not None and not pd.isna(acc[0]):
         s += f" (acc {_fmt_ms(*acc)})"
     return f"{s} (n={n})" if with_n else s
-
-
-def _fmt_gain(g) -> str:
-    return MISSING if pd.isna(g) else _signed(g)
 
 
 def _fmt_paired(mean, lo, hi, wins, n, unpaired) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -134,6 +135,89 @@ def _sgn(m: torch.Tensor) -> torch.Tensor:
     return torch.where(m >= 0, torch.ones_like(m), -torch.ones_like(m))
 
 
+def _signs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``sign(m(x))`` without a graph: the side of the boundary each point is on."""
+    with torch.no_grad():
+        return _sgn(margin(model, x))
+
+
+def _project_steps(model: nn.Module, x0: torch.Tensor, s0: torch.Tensor, max_iter: int,
+                   overshoot: float, max_step: float):
+    """Step 1: DeepFool projection steps; ``(lo, hi, found)`` bracket each crossing."""
+    x = x0.clone()
+    lo = x0.clone()
+    found = torch.zeros(len(x0), dtype=torch.bool)
+    for _ in range(max_iter):
+        m, g = _margin_and_grad(model, x)
+        found |= _sgn(m) != s0
+        active = ~found
+        if not active.any():
+            break
+        gn2 = (g * g).sum(1).clamp_min(1e-12)
+        step = -((1.0 + overshoot) * m / gn2)[:, None] * g
+        # guarantee progress when m is ~0 exactly on the start side
+        norm = step.norm(dim=1, keepdim=True)
+        tiny = norm < 1e-6
+        step = torch.where(tiny, -s0[:, None] * g / gn2.sqrt()[:, None] * 1e-6, step)
+        norm = step.norm(dim=1, keepdim=True)
+        step = step * torch.clamp(max_step / norm.clamp_min(1e-12), max=1.0)
+        lo[active] = x[active]
+        x[active] = x[active] + step[active]
+    else:
+        found |= _signs(model, x) != s0
+    return torch.where(found[:, None], lo, x0), x.clone(), found
+
+
+def _ray_search(model: nn.Module, x0: torch.Tensor, s0: torch.Tensor, lo: torch.Tensor,
+                hi: torch.Tensor, found: torch.Tensor, n_dirs: int, max_radius: float) -> torch.Tensor:
+    """Fallback for points where the projection steps got trapped (e.g. a ragged ReLU
+    teacher with a positive local minimum of |m|): derivative-free ray search from x0
+    over ``n_dirs`` directions and growing radii; the first radius at which some ray
+    flips the label brackets a crossing on that ray.  Updates ``lo``/``hi``/``found``
+    in place and returns the mask of points it bracketed."""
+    ray = torch.zeros(len(x0), dtype=torch.bool)
+    if not (~found).any():
+        return ray
+    gen = torch.Generator().manual_seed(0)
+    dirs = torch.randn(n_dirs, x0.shape[1], generator=gen)
+    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+    radii = torch.logspace(np.log10(0.01), np.log10(max_radius), 40)
+    for i in torch.nonzero(~found).ravel().tolist():
+        for r in radii:
+            cand = x0[i][None, :] + r * dirs
+            fl = _signs(model, cand) != s0[i]
+            if fl.any():
+                j = int(torch.nonzero(fl)[0])
+                lo[i], hi[i] = x0[i], cand[j]
+                found[i] = True
+                ray[i] = True
+                break
+    return ray
+
+
+def _bisect(model: nn.Module, lo: torch.Tensor, hi: torch.Tensor, s0: torch.Tensor,
+            bisect_iter: int) -> torch.Tensor:
+    """Step 2: shrink each bracket; its flipped end is the boundary point."""
+    for _ in range(bisect_iter):
+        mid = 0.5 * (lo + hi)
+        same = (_signs(model, mid) == s0)[:, None]
+        lo = torch.where(same, mid, lo)
+        hi = torch.where(same, hi, mid)
+    return hi
+
+
+def _step_past(model: nn.Module, xb: torch.Tensor, s0: torch.Tensor, found: torch.Tensor,
+               alpha_dist: float):
+    """Step 3: ``alpha_dist`` along the normal, back to ``xb`` where that undoes the flip."""
+    _, gb = _margin_and_grad(model, xb)
+    n = -s0[:, None] * gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    xc = xb + float(alpha_dist) * n
+    crossed = _signs(model, xc) != s0
+    fallback = found & ~crossed
+    xc = torch.where(fallback[:, None], xb, xc)
+    return xc, _signs(model, xc) != s0, fallback
+
+
 def cfe_search(
     model: nn.Module,
     X: np.ndarray,
@@ -166,71 +250,11 @@ def cfe_search(
     """
     model.eval()
     x0 = torch.as_tensor(np.asarray(X), dtype=torch.float32).reshape(-1, 2).clone()
-    with torch.no_grad():
-        s0 = _sgn(margin(model, x0))
-    x = x0.clone()
-    lo = x0.clone()
-    found = torch.zeros(len(x0), dtype=torch.bool)
-    for _ in range(max_iter):
-        m, g = _margin_and_grad(model, x)
-        flipped_now = _sgn(m) != s0
-        found |= flipped_now
-        active = ~found
-        if not active.any():
-            break
-        gn2 = (g * g).sum(1).clamp_min(1e-12)
-        step = -((1.0 + overshoot) * m / gn2)[:, None] * g
-        # guarantee progress when m is ~0 exactly on the start side
-        norm = step.norm(dim=1, keepdim=True)
-        tiny = norm < 1e-6
-        step = torch.where(tiny, -s0[:, None] * g / gn2.sqrt()[:, None] * 1e-6, step)
-        norm = step.norm(dim=1, keepdim=True)
-        step = step * torch.clamp(max_step / norm.clamp_min(1e-12), max=1.0)
-        lo[active] = x[active]
-        x[active] = x[active] + step[active]
-    else:
-        with torch.no_grad():
-            found |= _sgn(margin(model, x)) != s0
-    hi = x.clone()
-    lo = torch.where(found[:, None], lo, x0)
-    # Fallback for points where the projection steps got trapped (e.g. a ragged ReLU
-    # teacher with a positive local minimum of |m|): derivative-free ray search from x0
-    # over ``n_dirs`` directions and growing radii; the first radius at which some ray
-    # flips the label brackets a crossing on that ray.
-    ray = torch.zeros(len(x0), dtype=torch.bool)
-    if (~found).any():
-        D = x0.shape[1]
-        gen = torch.Generator().manual_seed(0)
-        dirs = torch.randn(n_dirs, D, generator=gen)
-        dirs = dirs / dirs.norm(dim=1, keepdim=True)
-        radii = torch.logspace(np.log10(0.01), np.log10(max_radius), 40)
-        for i in torch.nonzero(~found).ravel().tolist():
-            for r in radii:
-                cand = x0[i][None, :] + r * dirs
-                with torch.no_grad():
-                    fl = _sgn(margin(model, cand)) != s0[i]
-                if fl.any():
-                    j = int(torch.nonzero(fl)[0])
-                    lo[i], hi[i] = x0[i], cand[j]
-                    found[i] = True
-                    ray[i] = True
-                    break
-    with torch.no_grad():
-        for _ in range(bisect_iter):
-            mid = 0.5 * (lo + hi)
-            same = _sgn(margin(model, mid)) == s0
-            lo = torch.where(same[:, None], mid, lo)
-            hi = torch.where(same[:, None], hi, mid)
-    xb = hi
-    _, gb = _margin_and_grad(model, xb)
-    n = -s0[:, None] * gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    xc = xb + float(alpha_dist) * n
-    with torch.no_grad():
-        flipped = _sgn(margin(model, xc)) != s0
-    fallback = found & ~flipped
-    xc = torch.where(fallback[:, None], xb, xc)
-    with torch.no_grad():
-        flipped = _sgn(margin(model, xc)) != s0
+    s0 = _signs(model, x0)
+    lo, hi, found = _project_steps(model, x0, s0, max_iter, overshoot, max_step)
+    ray = _ray_search(model, x0, s0, lo, hi, found, n_dirs, max_radius)
+    xb = _bisect(model, lo, hi, s0, bisect_iter)
+    xc, flipped, fallback = _step_past(model, xb, s0, found, alpha_dist)
     info = dict(
         boundary=xb.numpy().astype(np.float64),
         found=found.numpy(),
@@ -256,8 +280,6 @@ def make_moons(n: int, noise: float, seed: int):
     return X[perm].astype(np.float64), y[perm]
 
 
-_make_moons = make_moons
-
 
 def _fmt(mean: float, std: float, digits: int = 3) -> str:
     if not np.isfinite(mean):
@@ -265,15 +287,34 @@ def _fmt(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+@dataclass
+class _Data:
+    """The three moons samples of one run and the box the boundaries are compared in."""
+
+    X_tr: np.ndarray
+    y_tr: np.ndarray
+    pool: np.ndarray  # unlabeled transfer pool the students' inputs are drawn from
+    X_te: np.ndarray
+    y_te: np.ndarray
+    bbox: tuple  # of the teacher's training data
+
+    @classmethod
+    def make(cls, n_train: int, noise: float, n_test: int, seed: int) -> "_Data":
+        X_tr, y_tr = make_moons(n_train, noise, seed)
+        pool, _ = make_moons(n_train, noise, seed + 1)
+        X_te, y_te = make_moons(n_test, noise, seed + 2)
+        bbox = (X_tr[:, 0].min(), X_tr[:, 0].max(), X_tr[:, 1].min(), X_tr[:, 1].max())
+        return cls(X_tr, y_tr, pool, X_te, y_te, bbox)
+
+
 class _Env:
     """Data + evaluation context shared by all students of one teacher."""
 
-    def __init__(self, teacher, bbox, resolution, X_test, y_test, support=None,
-                 support_radius=0.25):
+    def __init__(self, teacher, bbox, resolution, X_test, y_test, support, support_radius=0.25):
         from scipy.spatial import cKDTree
 
         self.teacher = teacher
-        self.support_tree = cKDTree(support) if support is not None else None
+        self.support_tree = cKDTree(support)
         self.support_radius = support_radius
         self.bbox = bbox
         self.resolution = resolution
@@ -286,8 +327,12 @@ class _Env:
         self.t_pred_grid = predict_proba(teacher, self.G).argmax(1)
         self.diag = float(np.hypot(bbox[1] - bbox[0], bbox[3] - bbox[2]))
 
+    @property
+    def teacher_acc(self) -> float:
+        return float(np.mean(self.t_pred_test == self.y_test))
+
     def _on_support(self, P):
-        if self.support_tree is None or len(P) == 0:
+        if len(P) == 0:
             return P
         d, _ = self.support_tree.query(P, k=1)
         return P[d <= self.support_radius]
@@ -313,25 +358,93 @@ class _Env:
         )
 
 
-def _train_sets(env: _Env, pool: np.ndarray, k: int, rng: np.random.Generator, alpha: float,
-                cfe_kwargs: dict):
-    idx = rng.choice(len(pool), size=k, replace=False)
-    X_kd = pool[idx]
-    X_half = X_kd[: k // 2]
-    X_cf, info = cfe_search(env.teacher, X_half, alpha_dist=alpha, **cfe_kwargs)
-    X_cod = np.vstack([X_half, X_cf])
-    return X_kd, X_cod, X_cf, info
+def _flip_labels(y: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """A copy of ``y`` with a seeded ``rate`` fraction flipped: a flawed teacher's labels."""
+    y = y.copy()
+    if rate > 0:
+        r = np.random.default_rng([seed, int(round(rate * 1e6))])
+        flip = r.random(len(y)) < rate
+        y[flip] = 1 - y[flip]
+    return y
+
+
+class _Ticker:
+    """Optional tqdm bar: ``tick(msg)`` advances it, a no-op without tqdm."""
+
+    def __init__(self, total: int, enabled: bool):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        self.bar = tqdm(total=total, desc="moons", disable=not enabled, mininterval=1.0) if tqdm else None
+
+    def __call__(self, msg=None):
+        if self.bar is not None:
+            if msg:
+                self.bar.set_postfix_str(msg, refresh=False)
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class _Run:
+    """What every sweep shares: data, teachers by flip rate, student settings, progress."""
+
+    data: _Data
+    seeds: int
+    data_seed: int
+    student_kw: dict
+    teacher_kw: dict
+    resolution: int
+    support_radius: float
+    tick: _Ticker
+    teachers: dict = field(default_factory=dict)
+
+    def teacher(self, rate: float) -> MLP:
+        """The teacher trained on labels with ``rate`` flipped, trained once per rate."""
+        if rate not in self.teachers:
+            y = _flip_labels(self.data.y_tr, rate, self.data_seed)
+            self.teachers[rate] = train_mlp(self.data.X_tr, y, seed=self.data_seed, **self.teacher_kw)
+        return self.teachers[rate]
+
+    def env(self, teacher: MLP) -> _Env:
+        d = self.data
+        return _Env(teacher, d.bbox, self.resolution, d.X_te, d.y_te, support=d.X_tr,
+                    support_radius=self.support_radius)
+
+    def draw(self, k: int, s: int) -> np.ndarray:
+        """The ``k`` pool points of seed ``s``: the same for every sweep and method at that k."""
+        rng = np.random.default_rng([self.data_seed, k, s])
+        return self.data.pool[rng.choice(len(self.data.pool), size=k, replace=False)]
+
+
+def _cod_set(teacher: MLP, X_kd: np.ndarray, alpha: float):
+    """CoD's inputs: the first half of the KD originals plus one CFE each."""
+    X_half = X_kd[: len(X_kd) // 2]
+    X_cf, info = cfe_search(teacher, X_half, alpha_dist=alpha)
+    return np.vstack([X_half, X_cf]), X_cf, info
+
+
+def _cfe_stats(info: dict) -> dict:
+    return dict(cfe_flip_rate=float(info["flipped"].mean()), cfe_mean_dist=float(info["dist"].mean()))
+
+
+def _fit_student(env: _Env, X: np.ndarray, seed: int, student_kw: dict):
+    """Distil the env's teacher into a fresh student on ``X`` (soft labels) and score it."""
+    st = train_mlp(X, predict_proba(env.teacher, X), seed=seed, **student_kw)
+    return st, env.evaluate(st)
 
 
 def _students(env, X_kd, X_cod, s_seed, student_kw):
-    out = {}
-    for method, Xtr in (("kd", X_kd), ("cod", X_cod)):
-        if Xtr is None:
-            continue
-        P = predict_proba(env.teacher, Xtr)
-        st = train_mlp(Xtr, P, seed=s_seed, **student_kw)
-        out[method] = (st, env.evaluate(st))
-    return out
+    return {method: _fit_student(env, Xtr, s_seed, student_kw)
+            for method, Xtr in (("kd", X_kd), ("cod", X_cod))}
+
+
+def _ms(v: pd.Series) -> str:
+    return _fmt(v.mean(), v.std())
 
 
 def _summary_md(df: pd.DataFrame, by: str, title: str, params: dict,
@@ -439,6 +552,133 @@ def _plot_vs(path, df, by, xlabel, logx2=False, baseline=None):
     plt.close(fig)
 
 
+def _check_ks(ks: Sequence[int], sweep_k: int, plot_k: int | None) -> tuple[list[int], int]:
+    """The ks as ints and the k to plot (``sweep_k`` by default, ``ks[0]`` if it did not run)."""
+    ks = [int(k) for k in ks]
+    if any(k < 2 or k % 2 for k in list(ks) + [sweep_k]):
+        raise ValueError("every k must be an even integer >= 2 (CoD uses k/2 + k/2)")
+    plot_k = sweep_k if plot_k is None else int(plot_k)
+    return ks, plot_k if plot_k in ks else ks[0]
+
+
+def _k_sweep(run: _Run, env: _Env, ks: list[int], alpha_dist: float, plot_k: int):
+    """KD vs CoD over the budget k; also the seed-0 students at ``plot_k`` for the figure."""
+    rows, plot_data = [], None
+    for k in ks:
+        for s in range(run.seeds):
+            X_kd = run.draw(k, s)
+            X_cod, X_cf, info = _cod_set(env.teacher, X_kd, alpha_dist)
+            res = _students(env, X_kd, X_cod, 1000 + s, run.student_kw)
+            for meth, (_, ev) in res.items():
+                rows.append(dict(k=k, seed=s, method=meth, alpha_dist=alpha_dist, **ev, **_cfe_stats(info)))
+            if k == plot_k and s == 0:
+                plot_data = (X_kd, X_kd[: k // 2], X_cf, res)
+            run.tick(f"k={k}")
+    return pd.DataFrame(rows), plot_data
+
+
+def _alpha_sweep(run: _Run, env: _Env, sweep_k: int, alphas: Sequence[float]) -> pd.DataFrame:
+    """CoD at fixed k over the CFE distance past the boundary, beside its KD baseline."""
+    rows = []
+    for s in range(run.seeds):
+        X_kd = run.draw(sweep_k, s)
+        _, ev_kd = _fit_student(env, X_kd, 1000 + s, run.student_kw)
+        rows.append(dict(alpha_dist=np.nan, seed=s, method="kd", k=sweep_k, **ev_kd,
+                         cfe_flip_rate=np.nan, cfe_mean_dist=np.nan))
+        for a in alphas:
+            X_cod, _, info = _cod_set(env.teacher, X_kd, a)
+            _, ev = _fit_student(env, X_cod, 1000 + s, run.student_kw)
+            rows.append(dict(alpha_dist=a, seed=s, method="cod", k=sweep_k, **ev, **_cfe_stats(info),
+                             cfe_fallback=float(info["fallback"].mean())))
+            run.tick(f"alpha={a}")
+    return pd.DataFrame(rows)
+
+
+def _flawed_sweep(run: _Run, env: _Env, flip_rates: Sequence[float], sweep_k: int,
+                  alpha_dist: float) -> pd.DataFrame:
+    """KD vs CoD from teachers trained on label-flipped data (``env`` is the clean one)."""
+    rows = []
+    for rate in flip_rates:
+        env_r = env if rate == 0.0 else run.env(run.teacher(rate))
+        t_acc = env_r.teacher_acc
+        run.tick(f"teacher flip={rate}")
+        for s in range(run.seeds):
+            X_kd = run.draw(sweep_k, s)
+            X_cod, _, _ = _cod_set(env_r.teacher, X_kd, alpha_dist)
+            res = _students(env_r, X_kd, X_cod, 1000 + s, run.student_kw)
+            for meth, (_, ev) in res.items():
+                rows.append(dict(flip_rate=rate, seed=s, method=meth, k=sweep_k,
+                                 teacher_acc=t_acc, **ev))
+            run.tick(f"flip={rate}")
+    return pd.DataFrame(rows)
+
+
+def _write_k_report(out: Path, df_k: pd.DataFrame, params: dict, support_radius: float,
+                    diag: float) -> None:
+    """``moons.csv`` and ``moons.md`` (the wall time is appended at the very end)."""
+    df_k.to_csv(out / "moons.csv", index=False)
+    md = _summary_md(df_k, "k", "Theorem 2 toy: two moons, KD vs CoD (k sweep)", params,
+                     metrics=("hausdorff", "hausdorff_support", "agree_test", "agree_grid"))
+    md += ("\nhausdorff: boundaries inside the data bounding box; hausdorff_support: only "
+           f"boundary points within {support_radius} of a teacher-training point (on the data "
+           "support). agree_test: argmax agreement on 5000 fresh moons points; agree_grid: "
+           "on a uniform 100x100 grid over the box.\n")
+    piv = df_k.pivot_table(index=["k", "seed"], columns="method", values="hausdorff")
+    wins = (piv["cod"] < piv["kd"]).groupby(level="k").mean()
+    md += "\nFraction of seeds where CoD's Hausdorff < KD's: " + ", ".join(
+        f"k={k}: {v:.2f}" for k, v in wins.items())
+    nb = df_k.groupby(["k", "method"])["no_boundary"].sum()
+    if nb.sum() > 0:
+        md += ("\n\nStudents with no boundary in the box (Hausdorff set to the box diagonal "
+               f"{diag:.3f}): " + ", ".join(f"{i}: {int(v)}" for i, v in nb.items() if v))
+    md += (f"\n\nCFE flip rate (teacher label changes): {df_k.cfe_flip_rate.mean():.3f}; "
+           f"mean ||x_cfe - x|| = {df_k.cfe_mean_dist.mean():.3f}\n")
+    (out / "moons.md").write_text(md)
+
+
+def _write_alpha_report(out: Path, df_a: pd.DataFrame, sweep_k: int, seeds: int) -> None:
+    """``moons_alpha.{csv,md,png}``."""
+    df_a.to_csv(out / "moons_alpha.csv", index=False)
+    lines = ["# Two moons: CFE distance sweep (CoD at fixed k)", "",
+             f"k={sweep_k}, seeds={seeds}; KD baseline uses the same k originals. "
+             "Mean ± std over seeds.", "",
+             "| alpha_dist | Hausdorff | Hausdorff (support) | agree_test | agree_grid |"
+             " mean ||x_cfe-x|| | CFE flip rate |", "|---|---|---|---|---|---|---|"]
+    for a, sub in df_a.groupby(df_a.alpha_dist.fillna(-1.0)):
+        name = "KD (no CFEs)" if a < 0 else f"{a:g}"
+        lines.append(
+            f"| {name} | {_ms(sub.hausdorff)} | {_ms(sub.hausdorff_support)} |"
+            f" {_ms(sub.agree_test)} | {_ms(sub.agree_grid)} |"
+            f" {'-' if a < 0 else f'{sub.cfe_mean_dist.mean():.3f}'} |"
+            f" {'-' if a < 0 else f'{sub.cfe_flip_rate.mean():.3f}'} |")
+    (out / "moons_alpha.md").write_text("\n".join(lines) + "\n")
+    kd_a = df_a[df_a.method == "kd"]
+    _plot_vs(out / "moons_alpha.png", df_a[df_a.method == "cod"], "alpha_dist",
+             "CFE distance past the boundary (alpha_dist)",
+             baseline={m: (kd_a[m].mean(), kd_a[m].std())
+                       for m in ("hausdorff", "hausdorff_support", "agree_test")})
+
+
+def _write_flawed_report(out: Path, df_f: pd.DataFrame, sweep_k: int, alpha_dist: float,
+                         seeds: int) -> None:
+    """``moons_flawed.{csv,md}``."""
+    df_f.to_csv(out / "moons_flawed.csv", index=False)
+    lines = ["# Two moons: flawed teachers (label-flip noise in teacher training)", "",
+             f"k={sweep_k}, alpha_dist={alpha_dist}, seeds={seeds}. Teacher accuracy and "
+             "student accuracy are vs the TRUE test labels; agreement is vs the (flawed) "
+             "teacher. Mean ± std over seeds.", "",
+             "| flip rate | teacher acc | agree KD | agree CoD | acc KD | acc CoD |"
+             " Hausdorff KD | Hausdorff CoD |", "|---|---|---|---|---|---|---|---|"]
+    for r, sub in df_f.groupby("flip_rate"):
+        kd, cd = sub[sub.method == "kd"], sub[sub.method == "cod"]
+        lines.append(
+            f"| {r:g} | {sub.teacher_acc.iloc[0]:.3f} |"
+            f" {_ms(kd.agree_test)} | {_ms(cd.agree_test)} |"
+            f" {_ms(kd.acc_test)} | {_ms(cd.acc_test)} |"
+            f" {_ms(kd.hausdorff)} | {_ms(cd.hausdorff)} |")
+    (out / "moons_flawed.md").write_text("\n".join(lines) + "\n")
+
+
 def run_moons(
     out_dir: str | os.PathLike,
     ks: Sequence[int] = DEFAULT_KS,
@@ -471,180 +711,30 @@ def run_moons(
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ks = [int(k) for k in ks]
-    if any(k < 2 or k % 2 for k in list(ks) + [sweep_k]):
-        raise ValueError("every k must be an even integer >= 2 (CoD uses k/2 + k/2)")
-    plot_k = sweep_k if plot_k is None else int(plot_k)
-    if plot_k not in ks:
-        plot_k = ks[0]
+    ks, plot_k = _check_ks(ks, sweep_k, plot_k)
+    run = _Run(data=_Data.make(n_train, noise, n_test, data_seed), seeds=seeds, data_seed=data_seed,
+               student_kw=dict(hidden=tuple(student_hidden), steps=steps, lr=lr),
+               teacher_kw=dict(hidden=tuple(teacher_hidden), steps=teacher_steps, lr=lr,
+                               weight_decay=teacher_weight_decay),
+               resolution=resolution, support_radius=support_radius,
+               tick=_Ticker(len(ks) * seeds + len(alpha_sweep) * seeds + len(flip_rates) * (1 + seeds),
+                            progress))
+    env = run.env(run.teacher(0.0))
 
-    X_tr, y_tr = _make_moons(n_train, noise, data_seed)
-    pool, _ = _make_moons(n_train, noise, data_seed + 1)  # unlabeled transfer pool
-    X_te, y_te = _make_moons(n_test, noise, data_seed + 2)
-    pad = 0.0
-    bbox = (X_tr[:, 0].min() - pad, X_tr[:, 0].max() + pad,
-            X_tr[:, 1].min() - pad, X_tr[:, 1].max() + pad)
-    student_kw = dict(hidden=tuple(student_hidden), steps=steps, lr=lr)
-    cfe_kw: dict = {}
+    df_k, plot_data = _k_sweep(run, env, ks, alpha_dist, plot_k)
+    df_a = _alpha_sweep(run, env, sweep_k, alpha_sweep)
+    df_f = _flawed_sweep(run, env, flip_rates, sweep_k, alpha_dist)
+    run.tick.close()
 
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    total = (len(ks) * seeds + len(alpha_sweep) * seeds + len(flip_rates) * (1 + seeds))
-    bar = tqdm(total=total, desc="moons", disable=not progress, mininterval=1.0) if tqdm else None
-
-    def tick(msg=None):
-        if bar is not None:
-            if msg:
-                bar.set_postfix_str(msg, refresh=False)
-            bar.update(1)
-
-    teachers: dict[float, MLP] = {}
-
-    def get_teacher(rate: float) -> MLP:
-        if rate not in teachers:
-            y = y_tr.copy()
-            if rate > 0:
-                r = np.random.default_rng([data_seed, int(round(rate * 1e6))])
-                flip = r.random(len(y)) < rate
-                y[flip] = 1 - y[flip]
-            teachers[rate] = train_mlp(X_tr, y, hidden=tuple(teacher_hidden),
-                                       steps=teacher_steps, lr=lr, seed=data_seed,
-                                       weight_decay=teacher_weight_decay)
-        return teachers[rate]
-
-    teacher = get_teacher(0.0)
-    env_kw = dict(support=X_tr, support_radius=support_radius)
-    env = _Env(teacher, bbox, resolution, X_te, y_te, **env_kw)
-    teacher_acc = float(np.mean(env.t_pred_test == y_te))
-
-    # ---------------------------------------------------------------- 1. k sweep
-    rows, plot_data = [], None
-    for k in ks:
-        for s in range(seeds):
-            rng = np.random.default_rng([data_seed, k, s])
-            X_kd, X_cod, X_cf, info = _train_sets(env, pool, k, rng, alpha_dist, cfe_kw)
-            res = _students(env, X_kd, X_cod, 1000 + s, student_kw)
-            for meth, (_, ev) in res.items():
-                rows.append(dict(k=k, seed=s, method=meth, alpha_dist=alpha_dist, **ev,
-                                 cfe_flip_rate=float(info["flipped"].mean()),
-                                 cfe_mean_dist=float(info["dist"].mean())))
-            if k == plot_k and s == 0:
-                plot_data = (X_kd, X_kd[: k // 2], X_cf, res)
-            tick(f"k={k}")
-    df_k = pd.DataFrame(rows)
-
-    # ---------------------------------------------------------------- 2. alpha sweep
-    rows = []
-    for s in range(seeds):
-        rng = np.random.default_rng([data_seed, sweep_k, s])
-        idx = rng.choice(len(pool), size=sweep_k, replace=False)
-        X_kd = pool[idx]
-        ev_kd = _students(env, X_kd, None, 1000 + s, student_kw)["kd"][1]
-        rows.append(dict(alpha_dist=np.nan, seed=s, method="kd", k=sweep_k, **ev_kd,
-                         cfe_flip_rate=np.nan, cfe_mean_dist=np.nan))
-        for a in alpha_sweep:
-            X_half = X_kd[: sweep_k // 2]
-            X_cf, info = cfe_search(teacher, X_half, alpha_dist=a, **cfe_kw)
-            st = train_mlp(np.vstack([X_half, X_cf]),
-                           predict_proba(teacher, np.vstack([X_half, X_cf])),
-                           seed=1000 + s, **student_kw)
-            rows.append(dict(alpha_dist=a, seed=s, method="cod", k=sweep_k, **env.evaluate(st),
-                             cfe_flip_rate=float(info["flipped"].mean()),
-                             cfe_mean_dist=float(info["dist"].mean()),
-                             cfe_fallback=float(info["fallback"].mean())))
-            tick(f"alpha={a}")
-    df_a = pd.DataFrame(rows)
-
-    # ---------------------------------------------------------------- 3. flawed teacher
-    rows = []
-    for rate in flip_rates:
-        t = get_teacher(rate)
-        env_r = env if rate == 0.0 else _Env(t, bbox, resolution, X_te, y_te, **env_kw)
-        t_acc = float(np.mean(env_r.t_pred_test == y_te))
-        tick(f"teacher flip={rate}")
-        for s in range(seeds):
-            rng = np.random.default_rng([data_seed, sweep_k, s])
-            X_kd, X_cod, X_cf, info = _train_sets(env_r, pool, sweep_k, rng, alpha_dist, cfe_kw)
-            res = _students(env_r, X_kd, X_cod, 1000 + s, student_kw)
-            for meth, (_, ev) in res.items():
-                rows.append(dict(flip_rate=rate, seed=s, method=meth, k=sweep_k,
-                                 teacher_acc=t_acc, **ev))
-            tick(f"flip={rate}")
-    df_f = pd.DataFrame(rows)
-    if bar is not None:
-        bar.close()
-
-    # ---------------------------------------------------------------- artefacts
     params = dict(seeds=seeds, alpha_dist=alpha_dist, steps=steps, teacher=tuple(teacher_hidden),
                   teacher_weight_decay=teacher_weight_decay,
                   student=tuple(student_hidden), n_train=n_train, noise=noise,
-                  resolution=resolution, teacher_test_acc=round(teacher_acc, 4))
-    df_k.to_csv(out / "moons.csv", index=False)
-    md = _summary_md(df_k, "k", "Theorem 2 toy: two moons, KD vs CoD (k sweep)", params,
-                     metrics=("hausdorff", "hausdorff_support", "agree_test", "agree_grid"))
-    md += ("\nhausdorff: boundaries inside the data bounding box; hausdorff_support: only "
-           f"boundary points within {support_radius} of a teacher-training point (on the data "
-           "support). agree_test: argmax agreement on 5000 fresh moons points; agree_grid: "
-           "on a uniform 100x100 grid over the box.\n")
-    piv = df_k.pivot_table(index=["k", "seed"], columns="method", values="hausdorff")
-    wins = (piv["cod"] < piv["kd"]).groupby(level="k").mean()
-    md += "\nFraction of seeds where CoD's Hausdorff < KD's: " + ", ".join(
-        f"k={k}: {v:.2f}" for k, v in wins.items())
-    nb = df_k.groupby(["k", "method"])["no_boundary"].sum()
-    if nb.sum() > 0:
-        md += ("\n\nStudents with no boundary in the box (Hausdorff set to the box diagonal "
-               f"{env.diag:.3f}): " + ", ".join(f"{i}: {int(v)}" for i, v in nb.items() if v))
-    md += (f"\n\nCFE flip rate (teacher label changes): {df_k.cfe_flip_rate.mean():.3f}; "
-           f"mean ||x_cfe - x|| = {df_k.cfe_mean_dist.mean():.3f}\n")
-    (out / "moons.md").write_text(md)
-
-    df_a.to_csv(out / "moons_alpha.csv", index=False)
-    lines = ["# Two moons: CFE distance sweep (CoD at fixed k)", "",
-             f"k={sweep_k}, seeds={seeds}; KD baseline uses the same k originals. "
-             "Mean ± std over seeds.", "",
-             "| alpha_dist | Hausdorff | Hausdorff (support) | agree_test | agree_grid |"
-             " mean ||x_cfe-x|| | CFE flip rate |", "|---|---|---|---|---|---|---|"]
-    for a, sub in df_a.groupby(df_a.alpha_dist.fillna(-1.0)):
-        name = "KD (no CFEs)" if a < 0 else f"{a:g}"
-        lines.append(
-            f"| {name} | {_fmt(sub.hausdorff.mean(), sub.hausdorff.std())} |"
-            f" {_fmt(sub.hausdorff_support.mean(), sub.hausdorff_support.std())} |"
-            f" {_fmt(sub.agree_test.mean(), sub.agree_test.std())} |"
-            f" {_fmt(sub.agree_grid.mean(), sub.agree_grid.std())} |"
-            f" {'-' if a < 0 else f'{sub.cfe_mean_dist.mean():.3f}'} |"
-            f" {'-' if a < 0 else f'{sub.cfe_flip_rate.mean():.3f}'} |")
-    (out / "moons_alpha.md").write_text("\n".join(lines) + "\n")
-    kd_a = df_a[df_a.method == "kd"]
-    _plot_vs(out / "moons_alpha.png", df_a[df_a.method == "cod"], "alpha_dist",
-             "CFE distance past the boundary (alpha_dist)",
-             baseline={m: (kd_a[m].mean(), kd_a[m].std())
-                       for m in ("hausdorff", "hausdorff_support", "agree_test")})
-
-    df_f.to_csv(out / "moons_flawed.csv", index=False)
-    lines = ["# Two moons: flawed teachers (label-flip noise in teacher training)", "",
-             f"k={sweep_k}, alpha_dist={alpha_dist}, seeds={seeds}. Teacher accuracy and "
-             "student accuracy are vs the TRUE test labels; agreement is vs the (flawed) "
-             "teacher. Mean ± std over seeds.", "",
-             "| flip rate | teacher acc | agree KD | agree CoD | acc KD | acc CoD |"
-             " Hausdorff KD | Hausdorff CoD |", "|---|---|---|---|---|---|---|---|"]
-    for r, sub in df_f.groupby("flip_rate"):
-        kd, cd = sub[sub.method == "kd"], sub[sub.method == "cod"]
-        lines.append(
-            f"| {r:g} | {sub.teacher_acc.iloc[0]:.3f} |"
-            f" {_fmt(kd.agree_test.mean(), kd.agree_test.std())} |"
-            f" {_fmt(cd.agree_test.mean(), cd.agree_test.std())} |"
-            f" {_fmt(kd.acc_test.mean(), kd.acc_test.std())} |"
-            f" {_fmt(cd.acc_test.mean(), cd.acc_test.std())} |"
-            f" {_fmt(kd.hausdorff.mean(), kd.hausdorff.std())} |"
-            f" {_fmt(cd.hausdorff.mean(), cd.hausdorff.std())} |")
-    (out / "moons_flawed.md").write_text("\n".join(lines) + "\n")
-
+                  resolution=resolution, teacher_test_acc=round(env.teacher_acc, 4))
+    _write_k_report(out, df_k, params, support_radius, env.diag)
+    _write_alpha_report(out, df_a, sweep_k, seeds)
+    _write_flawed_report(out, df_f, sweep_k, alpha_dist, seeds)
     if plot_data is not None:
-        X_kd, X_half, X_cf, res = plot_data
-        _plot_boundaries(out / "moons_boundaries.png", env, X_kd, X_half, X_cf, res, plot_k,
-                         bbox)
+        _plot_boundaries(out / "moons_boundaries.png", env, *plot_data, plot_k, run.data.bbox)
     _plot_vs(out / "moons_hausdorff.png", df_k, "k", "k (budget)", logx2=True)
     with open(out / "moons.md", "a") as fh:
         fh.write(f"\nWall time: {time.time() - t0:.1f} s\n")
