@@ -1,5 +1,6 @@
 """Running stages as jobs: a result's identity (``run_hash``), resume from the results cache,
-``compare`` arms beside the main job, and the summary printed at the end. The stages themselves
+``compare`` arms beside the main job, and the summary printed at the end (under DDP, by global
+rank 0 alone: the other ranks only join the fits). The stages themselves
 are :data:`cod_pipeline.pipeline.STAGES`, passed in (this module does not import the pipeline)."""
 from __future__ import annotations
 
@@ -46,9 +47,11 @@ def run(cfg: DictConfig, stages: Stages, prepare: Callable) -> dict:
         for name, sub in subs.items():
             result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub, stages)
     except BaseException:  # print what finished, then let the error (one line from cli) follow
-        print_summary(result, out_dir / "result.json", unfinished=f"{cfg.method.name}+{name}")
+        if not _global_rank():  # another DDP rank holds no results to print
+            print_summary(result, out_dir / "result.json", unfinished=f"{cfg.method.name}+{name}")
         raise
-    print_stage_output(cfg.stage, result, out_dir)
+    if not _global_rank():
+        print_stage_output(cfg.stage, result, out_dir)
     return result
 
 
@@ -60,6 +63,8 @@ def run_one(cfg: DictConfig, stages: Stages) -> dict:
     wanted = not cfg.get("save_student") or (out / "student.pt").exists()  # asked-for weights are never cached
     if cfg.get("resume", True) and cfg.stage == "student" and done.exists() and wanted:
         result = read_json(done, require=("stage", "student"))
+        if result is not None and _global_rank():
+            return result  # rank 0 reuses it too: no fit to join; rank 0 restores and reports
         if result is not None:
             log.info("skip: a result for this config exists (%s)", done)
             keep_artifacts(done, out, restore=True)
@@ -67,6 +72,8 @@ def run_one(cfg: DictConfig, stages: Stages) -> dict:
             report_reused(cfg, result)  # one line if it came from another commit; logged to W&B as reused
     if result is None:
         result = stages[cfg.stage](cfg)
+        if _global_rank():  # a follower_result: rank 0 alone writes the job's files
+            return result
         lost = ((result.get("cfe") or {}).get("cache") or {}).get("transport_failures", 0)
         if lost:
             log.warning("%d CFE originals had requests fail in transit and were replaced for this run only: "
@@ -91,6 +98,20 @@ def keep_artifacts(done: Path, out: Path, restore: bool = False) -> None:
         if src.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+
+
+def follower_result(cfg: DictConfig) -> dict:
+    """What a stage returns on a rank DDP started beside rank 0, once no fit is left to join:
+    rank 0 alone evaluates and writes, so two processes never write one run folder's files."""
+    log.info("rank %d: the %s stage's fits are done; rank 0 evaluates and writes the results",
+             _global_rank(), cfg.stage)
+    return {"stage": cfg.stage, "global_rank": _global_rank()}
+
+
+def _global_rank() -> int:
+    from cod_pipeline.training import global_rank  # Lightning: imported only once a job runs
+
+    return global_rank()
 
 
 def with_augment(cfg: DictConfig, augment: str, out_dir: Path) -> DictConfig:

@@ -23,6 +23,7 @@ from cod_pipeline.models.backbone import check_source
 from cod_pipeline.student import check_config, evaluate, heldout_metrics, train_student  # noqa: F401 (re-exported)
 from cod_pipeline.teacher import ensure_teacher
 from cod_pipeline.tracking import job_loggers, log_final
+from cod_pipeline.training import global_rank
 
 
 def student_task(cfg: DictConfig) -> dict:
@@ -36,6 +37,8 @@ def student_task(cfg: DictConfig) -> dict:
     with job_loggers(cfg) as loggers:
         with timed(timings, "student"):
             student, info = train_student(cfg, splits, teacher, rows, loggers)
+        if global_rank():  # a rank DDP started beside rank 0: the fit was its part
+            return jobs.follower_result(cfg)
         with timed(timings, "evaluate"):
             student_metrics, info["validation"] = evaluate(cfg, splits, teacher, student)
         result = base_result(cfg, "student", splits)
@@ -80,6 +83,8 @@ def teacher_task(cfg: DictConfig) -> dict:
     splits = load_splits(cfg.dataset)
     data_s = time.time() - t0
     teacher = ensure_teacher(cfg, splits)
+    if global_rank():
+        return jobs.follower_result(cfg)
     result = base_result(cfg, "teacher", splits)
     result.update({"teacher": {"test": teacher.test_metrics, "trained_now": teacher.trained_now, "id": teacher.id},
                    "timings_s": {"data": data_s, "teacher": teacher.seconds},
@@ -96,6 +101,8 @@ def cfe_task(cfg: DictConfig) -> dict:
         cfg.augment.paired = True
     splits, sampler = prepare(cfg)
     teacher = ensure_teacher(cfg, splits)
+    if global_rank():  # the teacher's fit was the last that needs every rank: rank 0 generates
+        return jobs.follower_result(cfg)
     _, _, quality = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2,
                                       cfg.augment.get("on_failure", "fill"))
     result = base_result(cfg, "cfe", splits)
@@ -128,7 +135,10 @@ def proximity_task(cfg: DictConfig) -> dict:
     with open_dict(cfg):
         cfg.augment.paired = True
     splits, sampler = prepare(cfg)
-    table = run_proximity(cfg, splits, sampler, ensure_teacher(cfg, splits))
+    teacher = ensure_teacher(cfg, splits)
+    if global_rank():
+        return jobs.follower_result(cfg)
+    table = run_proximity(cfg, splits, sampler, teacher)
     return {"stage": "proximity", "table": table.to_dict("records")}
 
 

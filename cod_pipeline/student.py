@@ -19,7 +19,7 @@ from cod_pipeline.evaluation import metrics, selection_score
 from cod_pipeline.losses import WeightedSum, build_loss
 from cod_pipeline.models.backbone import Classifier, predict
 from cod_pipeline.models.lightning import StudentModule
-from cod_pipeline.training import fit
+from cod_pipeline.training import fit, global_rank
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,12 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
                            weight_decay=st.weight_decay, warmup_ratio=st.warmup_ratio, total_steps=steps,
                            head_lr=st.get("head_lr"), freeze_embeddings=st.get("freeze_embeddings", False),
                            val_target="teacher" if selection == "agreement" else "label", val_metric=val_metric)
-    log.info("student %s: %d training rows, %d steps, selection=%s, loss=%s", cfg.model.student.name, len(rows),
-             steps, selection, " + ".join(f"{t.weight:g}·{n}" for n, t in loss.terms.items()))
-    info = {"val_score_at_init": score_at_init(student, dm.val_rows, selection, val_metric)} if dm.val_rows else {}
+    info = {}
+    if not global_rank():  # under DDP the other ranks only join the fit: rank 0 logs and scores it
+        log.info("student %s: %d training rows, %d steps, selection=%s, loss=%s", cfg.model.student.name,
+                 len(rows), steps, selection, " + ".join(f"{t.weight:g}·{n}" for n, t in loss.terms.items()))
+        if dm.val_rows:
+            info["val_score_at_init"] = score_at_init(student, dm.val_rows, selection, val_metric)
     info |= fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
                 workdir=cfg.paths.output_dir)
     info["selection"] = selection

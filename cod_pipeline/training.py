@@ -12,8 +12,15 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 log = logging.getLogger(__name__)
+
+
+def global_rank() -> int:
+    """Lightning's ``rank_zero_only.rank`` (set from the launcher's environment, then by each fit):
+    the ranks DDP starts beside rank 0 only join the fits, they never evaluate or write results."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_cfg: DictConfig, steps: int,
@@ -51,5 +58,7 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_
             module.load_state_dict(state)
             info["best_val_score"] = float(ckpt.best_model_score)
             info["best_step"] = int(Path(ckpt.best_model_path).stem.split("step=")[-1]) if "step=" in ckpt.best_model_path else None
+            # every rank reads the file rank 0 saved in its temp folder: rank 0 must not delete it first
+            trainer.strategy.barrier("cod_pipeline.fit: best checkpoint restored")
     module.eval()
     return info
