@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from cod_pipeline import ConfigError
 from cod_pipeline.cache import (
     StageCache,
     config_hash,
-    dist_rank,
     file_lock,
     job_token,
     lock_owner,
@@ -30,9 +30,13 @@ from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
 from cod_pipeline.models.backbone import Classifier, predict
 from cod_pipeline.models.lightning import TeacherModule
-from cod_pipeline.training import fit
+from cod_pipeline.training import fit, global_rank
 
 log = logging.getLogger(__name__)
+
+# How long a DDP rank > 0 waits, after the teacher's fit, for its rank 0 to predict and publish the
+# teacher; a rank 0 that fails or dies is noticed sooner, when it lets go of the teacher's lock.
+PUBLISH_WAIT_S = 2 * 3600.0
 
 
 @dataclass
@@ -99,14 +103,8 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     if not ckpt and not (path / "DONE").exists():
         # several jobs of a sweep may need this teacher at once: one trains it, the others wait
         lock = path.parent / f"{path.name}.lock"
-        if dist_rank() > 0:
-            # another rank of a DDP job: the fit needs every rank, so it trains beside its own rank 0
-            # once that holds the lock, or loads what another job trained
-            _wait_for_rank0_or_done(lock, path / "DONE")
-            if not (path / "DONE").exists():
-                with cache.writing("teacher", key) as tmp:
-                    _train(cfg, splits, tmp)
-                trained_now = True
+        if global_rank() > 0:  # another rank of a DDP job: it joins the fit, rank 0 alone publishes
+            trained_now = _join_rank0(cfg, splits, lock, path / "DONE")
         else:
             with file_lock(lock, f"teacher {path.name}, being trained by another job"):
                 if not (path / "DONE").exists():  # re-check: the holder we waited for may have finished it
@@ -127,6 +125,20 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
                    meta["test"], trained_now, time.time() - t0, path)
 
 
+def _join_rank0(cfg: DictConfig, splits: Splits, lock: Path, done: Path) -> bool:
+    """A DDP rank > 0: the fit needs every rank, but only rank 0 writes the training log, so only
+    its folder may become the cached teacher. This rank fits in a throwaway folder outside the
+    cache, then loads what rank 0 publishes (or another job trained). True when it joined a fit."""
+    _wait_for_rank0_or_done(lock, done)
+    if done.exists():
+        return False
+    with tempfile.TemporaryDirectory(prefix=f"cod-teacher-rank{global_rank()}-") as tmp:
+        _fit(cfg, splits, Path(tmp))
+    log.info("rank %d: the teacher's fit is done; waiting for rank 0 to publish %s", global_rank(), done.parent)
+    _wait_for_publish(lock, done)
+    return True
+
+
 def _wait_for_rank0_or_done(lock: Path, done: Path, poll_s: float = 0.5, report_every_s: float = 60.0) -> None:
     me, last = job_token(), 0.0
     while not done.exists():
@@ -134,12 +146,29 @@ def _wait_for_rank0_or_done(lock: Path, done: Path, poll_s: float = 0.5, report_
             return
         if time.monotonic() - last >= report_every_s:
             log.info("rank %d: waiting for rank 0 of this job (%s) to take %s, or for another job's teacher",
-                     dist_rank(), me, lock)
+                     global_rank(), me, lock)
             last = time.monotonic()
         time.sleep(poll_s)
 
 
-def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
+def _wait_for_publish(lock: Path, done: Path, timeout_s: float | None = None, poll_s: float = 0.5) -> None:
+    """Until rank 0 has published the teacher (``done`` exists). Rank 0 holds ``lock`` until then,
+    so a lock that another job (or nobody) holds while ``done`` is missing means rank 0 failed."""
+    timeout_s = PUBLISH_WAIT_S if timeout_s is None else timeout_s
+    me, t0 = job_token(), time.monotonic()
+    while not done.exists():
+        owner = lock_owner(lock)
+        if owner not in (me, "?") and not done.exists():  # "?": held, owner file unreadable: keep waiting
+            raise RuntimeError(f"rank {global_rank()}: rank 0 let go of {lock} without publishing the teacher "
+                               f"{done.parent} (it failed: see its log)")
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"rank {global_rank()}: rank 0 did not publish the teacher {done.parent} within "
+                               f"{timeout_s:.0f} s of the fit (teacher.PUBLISH_WAIT_S)")
+        time.sleep(poll_s)
+
+
+def _fit(cfg: DictConfig, splits: Splits, out: Path) -> tuple[Classifier, dict]:
+    """The teacher's fit alone: the part every DDP rank runs."""
     tc = teacher_training(cfg)
     pl.seed_everything(tc.seed, verbose=False)
     model = build_teacher_model(cfg, splits.num_classes)
@@ -153,6 +182,13 @@ def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
     from pytorch_lightning.loggers import CSVLogger
 
     info = fit(module, dm, cfg.trainer, steps, tc.eval_every, CSVLogger(str(out), name="logs"), workdir=out)
+    return model, info
+
+
+def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
+    """Fit, then predict on validation and test and save the artefact into ``out`` (rank 0 only)."""
+    model, info = _fit(cfg, splits, out)
+    tc = teacher_training(cfg)
     val_logits, _ = predict(model, splits.validation["text"].tolist(), tc.eval_batch_size, progress="teacher: validation")
     test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test")
     test_pred = test_logits.argmax(-1).numpy()

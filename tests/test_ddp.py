@@ -170,6 +170,7 @@ def test_ddp_cpu_student_end_to_end_metrics_once(tmp_path, compare):
     Lightning starts at the teacher's fit, joins every fit (a compare arm's too) but never
     evaluates a student, writes a result or prints the summary."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    env.pop("COD_CACHE", None)  # the teacher is trained here, into tmp_path/.cache
     out = tmp_path / "run"
     args = ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", f"compare=[{','.join(compare)}]", "k=8",
             "augment=cod", "cfe=search", *DDP_CPU, f"paths.root_dir={tmp_path}", f"hydra.run.dir={out}"]
@@ -186,6 +187,13 @@ def test_ddp_cpu_student_end_to_end_metrics_once(tmp_path, compare):
     # one student fit logged per job, by rank 0; rank 1 joined each fit, then returned before evaluating
     assert rank0.count("student tiny-student:") == jobs and "student tiny-student:" not in rank1
     assert rank1.count("rank 1: the student stage's fits are done") == jobs, rank1
+    # one teacher, trained by both ranks, published by rank 0 with its training log
+    assert "rank 1: the teacher's fit is done" in rank1, rank1
+    teachers = list((tmp_path / ".cache" / "teacher").iterdir())
+    folders = [t for t in teachers if t.is_dir()]  # no rank's .tmp- folder left behind either
+    assert len(folders) == 1, teachers
+    teacher = folders[0]
+    assert (teacher / "DONE").exists() and list((teacher / "logs").rglob("metrics.csv")), sorted(teacher.rglob("*"))
     # one process printed the summary (print_summary follows writing result.json, and appends to run.log)
     assert rank0.count("result: ") == 1 and p.stdout.count("result: ") == 1, log[-4000:]
 
@@ -216,3 +224,81 @@ def test_other_ranks_join_the_fits_and_write_nothing(tiny_cfg, monkeypatch, caps
     assert sorted(f.name for f in jobs.result_path(cfg).parent.iterdir()) == sorted(
         [jobs.result_path(reused).name, jobs.result_path(reused).with_suffix(".predictions.csv").name])
     assert "result:" not in capsys.readouterr().out
+
+
+def test_other_ranks_join_the_teacher_fit_and_load_rank0s(tiny_cfg, tmp_path, monkeypatch):
+    """ensure_teacher on a rank DDP started beside rank 0 (Lightning's rank set by hand): it joins
+    the fit outside the cache, never predicts or writes into the teacher cache, and loads what rank 0
+    publishes, so the cached teacher always holds rank 0's training log (only rank 0 writes it)."""
+    import shutil
+    import threading
+    from pathlib import Path
+
+    import torch
+    from omegaconf import open_dict
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    from cod_pipeline import teacher as T
+    from cod_pipeline.cache import StageCache, job_token
+    from cod_pipeline.data import load_splits
+
+    cfg = tiny_cfg()
+    splits = load_splits(cfg.dataset)
+    rank0 = T.ensure_teacher(cfg, splits)  # one process: rank 0 trains and publishes, as before
+    assert rank0.trained_now and rank0.path == StageCache(cfg.paths.cache_dir).path("teacher", T.teacher_key(cfg))
+    assert {"DONE", "key.json", "meta.json", "model.pt", "probs.pt", "logs"} <= {f.name for f in rank0.path.iterdir()}
+    assert list((rank0.path / "logs").rglob("metrics.csv"))
+
+    with open_dict(cfg):  # rank 1 of a job on an empty cache; its rank 0 holds the lock until it publishes
+        cfg.paths.cache_dir = str(tmp_path / "cache1")
+    teachers = Path(cfg.paths.cache_dir) / "teacher"
+    path = teachers / rank0.path.name
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    monkeypatch.setattr(T, "lock_owner", lambda lock: None if (path / "DONE").exists() else job_token())
+    monkeypatch.setattr(T, "PUBLISH_WAIT_S", 120.0)
+    workdirs, predicted, seen_before_publish = [], [], []
+    real_fit, real_predict = T.fit, T.predict
+
+    def publish():  # rank 0 after the fit: predicts, saves, renames its folder into place
+        if teachers.exists():
+            seen_before_publish.extend(teachers.rglob("*"))
+        teachers.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(rank0.path, teachers / ".tmp-rank0")
+        os.replace(teachers / ".tmp-rank0", path)
+
+    def fit(*a, workdir=None, **kw):
+        workdirs.append(Path(workdir))
+        info = real_fit(*a, workdir=workdir, **kw)
+        threading.Timer(1.0, publish).start()  # rank 1 has to wait for it
+        return info
+
+    monkeypatch.setattr(T, "fit", fit)
+    monkeypatch.setattr(T, "predict", lambda *a, **kw: predicted.append(1) or real_predict(*a, **kw))
+    rank1 = T.ensure_teacher(cfg, splits)
+    assert len(workdirs) == 1 and teachers not in workdirs[0].parents and not workdirs[0].exists(), workdirs
+    assert not predicted, "rank 1 predicted on validation/test"
+    assert not seen_before_publish, f"rank 1 wrote into the teacher cache: {seen_before_publish}"
+    assert sorted(f.relative_to(path) for f in path.rglob("*")) == sorted(
+        f.relative_to(rank0.path) for f in rank0.path.rglob("*")) and [p.name for p in teachers.iterdir()] == [path.name]
+    assert rank1.path == path and rank1.id == rank0.id and rank1.trained_now and rank1.label_names == rank0.label_names
+    assert (rank1.val_probs == rank0.val_probs).all() and (rank1.test_probs == rank0.test_probs).all()
+    assert all(torch.equal(a, b) for a, b in zip(rank1.model.state_dict().values(), rank0.model.state_dict().values()))
+
+
+def test_other_ranks_stop_when_rank0_does_not_publish(tmp_path, monkeypatch):
+    """After the fit a rank > 0 waits for rank 0's teacher: bounded, and at once when rank 0 lets go
+    of the lock without publishing (it failed), each with a one-line error."""
+    from cod_pipeline import teacher as T
+    from cod_pipeline.cache import job_token
+
+    done = tmp_path / "t" / "DONE"
+    monkeypatch.setattr(T, "lock_owner", lambda lock: job_token())  # rank 0 holds it and never publishes
+    with pytest.raises(TimeoutError, match=r"did not publish the teacher .* within 0 s"):
+        T._wait_for_publish(tmp_path / "t.lock", done, timeout_s=0.2, poll_s=0.05)
+    for owner in (None, "another-job:1"):
+        monkeypatch.setattr(T, "lock_owner", lambda lock, owner=owner: owner)
+        with pytest.raises(RuntimeError, match="without publishing the teacher"):
+            T._wait_for_publish(tmp_path / "t.lock", done, timeout_s=60, poll_s=0.05)
+    done.parent.mkdir()
+    done.write_text("")
+    T._wait_for_publish(tmp_path / "t.lock", done, timeout_s=0)  # published: returns at once
