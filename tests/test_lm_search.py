@@ -113,3 +113,42 @@ def test_every_task_builds_with_every_generator(task, tmp_path):
 
             msg = gen.prompt.chat_messages(PromptItem("some text", "negative", "positive"))
             assert "some text" in msg[-1]["content"]
+
+
+def test_fluency_gate_rejects_flips_that_read_worse(sentiment_cfg):
+    """With ``max_drop``, no CFE reads worse than its original by more than the gate; the
+    ungated search on the same originals does return such flips, so the gate is what held them."""
+    from cod_pipeline.counterfactuals.lm import LanguageModel
+    from cod_pipeline.counterfactuals.lm_guide import LMGuide
+    from cod_pipeline.counterfactuals.search import SearchConfig, search_cfe
+    from cod_pipeline.pipeline import prepare
+    from cod_pipeline.teacher import ensure_teacher
+
+    cfg = sentiment_cfg("cfe=lm_search")
+    splits, _ = prepare(cfg)
+    teacher = ensure_teacher(cfg, splits)
+    texts = splits.train["text"].iloc[:12].tolist()
+    labels = teacher.probs(texts).argmax(-1).tolist()
+    lm = LanguageModel()
+    descriptions = ["a negative review", "a positive review"]
+    drop = lambda r: r.lm_logprob_original - r.lm_logprob  # noqa: E731
+
+    def cfes(**kw):
+        guide = LMGuide(lm, descriptions, proposals=3, insertions=1, rank_top=4, **kw)
+        return [(r, y) for r, y in zip(search_cfe(texts, labels, teacher.probs, SearchConfig(), guide=guide), labels)
+                if r.text]
+
+    free = cfes()
+    gate = sorted(drop(r) for r, _ in free)[len(free) // 2]  # the median ungated drop
+    gated = cfes(max_drop=gate)
+    assert any(drop(r) > gate for r, _ in free)
+    assert gated and all(drop(r) <= gate + 1e-9 for r, _ in gated)
+    assert all(r.label != y for r, y in gated)  # every CFE still flips the teacher
+    # same_pos: an LM substitution keeps the word's part of speech
+    from cod_pipeline.counterfactuals.lexicon import guess_pos
+
+    subs = [e.split(" -> ") for r, _ in cfes(same_pos=True) for e in r.edits if " -> " in e]
+    assert subs and all(guess_pos(a) == guess_pos(b) for a, b in subs if " " not in b), subs
+    # a task whose label is fluency (acceptability) opts out of both
+    off = LMGuide(lm, descriptions, max_drop=gate, same_pos=True, fluent_cfes=False)
+    assert off.max_drop is None and not off.same_pos

@@ -191,9 +191,10 @@ class OriginalSearch:
         if flips:
             self.flips = sorted(flips, key=lambda x: x[0])
             self.choose(self.flips[0])
-            return
+            # if a guide then rejects every flip (too disfluent), the search goes one edit deeper
+            scored = [x for x in scored if not self.flipped(x[3])]
         scored.sort(key=lambda x: x[0])
-        if scored and (self.near is None or self.objective(scored[0][3]) < self.near[0]):
+        if not flips and scored and (self.near is None or self.objective(scored[0][3]) < self.near[0]):
             self.near = (self.objective(scored[0][3]), scored[0][2], scored[0][3])
         self.beam = [s for _, s, _, _ in scored[: cfg.beam_size]]
 
@@ -254,6 +255,7 @@ def _beam_search(active: list[OriginalSearch], pool: ScoreCache, cfg: SearchConf
                 flipped.append(j)
         if guide is not None and flipped:
             guide.rerank(flipped)  # among the fewest-edit flips, the most fluent
+            nxt += [j for j in flipped if j.result is None and j.beam]  # every flip too disfluent: deeper
         active = nxt
 
 

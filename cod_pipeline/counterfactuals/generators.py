@@ -57,6 +57,9 @@ class Generator:
     uses_feedback = False
     #: dotted keys of the cfe node that change how fast CFEs come, not which (the generation loop's own)
     runtime_keys: tuple[str, ...] = ("chunk_size", "max_tries_per_class")
+    #: options added after CFEs were cached, with the value that reproduces those CFEs: left out of
+    #: ``identity`` at that value, so adding an option to the YAML keeps every cached CFE
+    identity_defaults: dict[str, object] = {}
 
     def __init__(self, task: str):
         self.task = task
@@ -84,6 +87,7 @@ class SearchGenerator(Generator):
     """Teacher-guided minimal-edit search; every output already flips the teacher. With a
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
+    identity_defaults = {"lm.max_drop": None, "lm.same_pos": False}
 
     def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None, **search_kw):
         super().__init__(task)
@@ -98,7 +102,9 @@ class SearchGenerator(Generator):
 
             lm = dict(lm)
             model = LanguageModel(lm.pop("gguf"), lm.pop("batch_size", 16), lm.pop("max_length", 128))
-            self.guide = LMGuide(model, descriptions or [], **lm)
+            from cod_pipeline.counterfactuals.tasks import get_task
+
+            self.guide = LMGuide(model, descriptions or [], fluent_cfes=get_task(task).fluent_cfes, **lm)
             self.name, self.llm_model = "lm_search", Path(model.gguf).name
 
     @classmethod
@@ -368,13 +374,27 @@ def identity(cfg) -> dict:
     (``_target_``, ``_proposer_``: any key spelled ``_like_this_``) and the generator's runtime keys."""
     c = OmegaConf.to_container(cfg, resolve=True)
     for key in generator_class(_target(cfg)).runtime(cfg):
-        *path, leaf = key.split(".")
-        sub = c
-        for p in path:
-            sub = sub.get(p) if isinstance(sub, dict) else None
-        if isinstance(sub, dict):
-            sub.pop(leaf, None)
+        _pop(c, key)
+    drop_added_defaults(c, cfg)
     return _without_layout(c)
+
+
+def drop_added_defaults(node: dict, cfg) -> None:
+    """Remove from ``node`` (a plain copy of the ``cfe`` node ``cfg``) the options its generator
+    added later, where they hold the value that reproduces the earlier CFEs."""
+    for key, value in generator_class(_target(cfg)).identity_defaults.items():
+        _pop(node, key, only_if=value)
+
+
+_ANY = object()
+
+
+def _pop(node: dict, dotted: str, only_if=_ANY) -> None:
+    *path, leaf = dotted.split(".")
+    for p in path:
+        node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict) and leaf in node and (only_if is _ANY or node[leaf] == only_if):
+        del node[leaf]
 
 
 def _without_layout(node):

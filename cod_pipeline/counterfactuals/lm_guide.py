@@ -28,10 +28,17 @@ def _core_starts(tokens) -> list[int]:
 
 class LMGuide:
     def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
-                 contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0):
+                 contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0, max_drop: float | None = None,
+                 same_pos: bool = False, fluent_cfes: bool = True):
         self.lm, self.descriptions = lm, list(descriptions)
         self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
         self.rank_top, self.weight = int(rank_top), float(weight)
+        # a flip that reads this much worse than its original (nats/token) is no CFE; a task whose
+        # label *is* fluency (acceptability) opts out through its registry entry
+        self.max_drop = None if max_drop is None or not fluent_cfes else float(max_drop)
+        # a substitution keeps the word's part of speech ("Three" -> "If" is a teacher shortcut,
+        # not a counterfactual); where fluency is the label, breaking it is the edit
+        self.same_pos = bool(same_pos) and fluent_cfes
         # the class words themselves ("negative") are what the context makes likely, not an edit
         self.banned = {w.lower() for d in self.descriptions for w in d.split()}
         self._words: set[str] | None = None
@@ -44,8 +51,16 @@ class LMGuide:
             self._words = set(lex.wordnet_index()) | set(lex.frequent_words(5000))
         return not self._words or w.lower() in self._words
 
-    def _context(self, cls: int, text: str) -> str:
-        return f"{self.descriptions[cls]}: {text}"
+    @staticmethod
+    def _pos(word: str) -> str | None:
+        from cod_pipeline.counterfactuals.lexicon import guess_pos
+
+        return guess_pos(word)
+
+    def _slot(self, cls: int, text: str, start: int) -> WordSlot:
+        """The word starting at ``start`` of ``text``, inside the class's context ("a negative review: …")."""
+        head = f"{self.descriptions[cls]}: "
+        return WordSlot(head + text, len(head) + start)
 
     def add_edits(self, jobs) -> None:
         """Extend each job's per-position candidate edits with LM proposals."""
@@ -58,17 +73,17 @@ class LMGuide:
             return
         slots = []
         for j, _, start, target, source in plan:
-            for cls in (target, source):
-                ctx = self._context(cls, j.text)
-                slots.append(WordSlot(ctx, len(ctx) - len(j.text) + start))
+            slots += [self._slot(cls, j.text, start) for cls in (target, source)]
         dists = self.lm.next_words(slots)
         for n, (j, i, _, _, _) in enumerate(plan):
             core = j.tokens[i].core
             have = j.cands.setdefault(i, [])
             known = {e.label for e in have}
-            words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], 3 * max(self.proposals, self.insertions),
+            pool = 3 * max(self.proposals, self.insertions) * (3 if self.same_pos else 1)  # the POS filter thins it
+            words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], pool,
                                               self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
-            for w in words[:self.proposals]:
+            subs = [w for w in words if not self.same_pos or self._pos(w) == self._pos(core)]
+            for w in subs[:self.proposals]:
                 new = case_like(w, core)
                 label = f"{core} -> {new}"
                 if label not in known:
@@ -79,14 +94,19 @@ class LMGuide:
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
 
     def rerank(self, jobs) -> None:
-        """Re-choose each job's flip among its ``rank_top`` best by fluency drop + search key."""
+        """Re-choose each job's flip among its ``rank_top`` best by fluency drop + search key;
+        with ``max_drop``, a job whose flips all read too much worse gets none (it searches on)."""
         todo = [(j, j.flips[:self.rank_top]) for j in jobs if j.flips]
         texts = [t for j, flips in todo for t in [j.text] + [f[2] for f in flips]]
         scores = iter(self.lm.logprob(texts))
         for j, flips in todo:
             base = next(scores)
             lps = [next(scores) for _ in flips]
-            best = min(range(len(flips)), key=lambda k: flips[k][0] + self.weight * max(0.0, base - lps[k]))
+            ok = [k for k in range(len(flips)) if self.max_drop is None or base - lps[k] <= self.max_drop]
+            if not ok:
+                j.result, j.flips = None, []
+                continue
+            best = min(ok, key=lambda k: flips[k][0] + self.weight * max(0.0, base - lps[k]))
             j.choose(flips[best])
             j.result.lm_logprob, j.result.lm_logprob_original = float(lps[best]), float(base)
 

@@ -35,6 +35,7 @@ class Task:
     fewshot_labels: tuple[str, str] | None = None
     header: str = "Minimally edit each text so that its {task} label changes.\n\n"  # completion prompt's first line
     aliases: tuple[str, ...] = ()  # other names of the task in prompts
+    fluent_cfes: bool = True  # a CFE reads about as well as its original (not where fluency is the label)
 
 
 SENTIMENT = Task(
@@ -54,6 +55,7 @@ SENTIMENT = Task(
 
 ACCEPTABILITY = Task(
     "acceptability", grammar_edits, negation_sites=False, random_kinds=("sub", "del", "ins", "swap"),
+    fluent_cfes=False,
     instruction=(
         "The sentence below is grammatically {source_label}. Rewrite it so that it becomes grammatically "
         "{target_label}, using the minimal grammar edit (e.g. change, add, delete or reorder one or two "
