@@ -15,7 +15,8 @@ export HF_HUB_DISABLE_TELEMETRY = 1
 export TOKENIZERS_PARALLELISM = false
 
 .PHONY: help install install-test demo test test-all local-llm report table-cpu table-deberta table-qwen \
-	table-ablation moons fisher proximity bench bench-cfe-quality bench-cod-tasks bench-local-llm clean
+	table-ablation moons fisher proximity bench bench-cfe-quality bench-cod-tasks bench-local-llm \
+	bench-lexicon clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -94,7 +95,7 @@ fisher: install ## Theorem 1: logistic teacher, estimation error and Fisher info
 proximity: install ## teacher margins on originals, search CFEs, LLM CFEs (cached), random edits
 	$(RUN) experiment=proximity
 
-bench: bench-distill bench-cfe bench-e2e bench-sst2 bench-cfe-quality bench-cod-tasks ## every benchmark; figures in benchmarks/results/*.md
+bench: bench-distill bench-cfe bench-e2e bench-sst2 bench-cfe-quality bench-cod-tasks bench-lexicon ## every benchmark; figures in benchmarks/results/*.md
 
 bench-distill: install ## cached teacher outputs vs per-step teacher forward (k=64)
 	$(BIN)/python benchmarks/bench_distill.py
@@ -113,6 +114,13 @@ bench-cfe-quality: install ## search vs lm_search CFEs on 64 originals of 5 data
 
 bench-cod-tasks: install ## KD, KD(k/2), KD+CoD on 5 datasets, k=8,16,32, 5 paired seeds (~2.5 h on 2 cores)
 	$(BIN)/python benchmarks/bench_cod_tasks.py --ks 8,16,32
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP) install -q -e ".[bench]"
+	touch $@
+
+bench-lexicon: $(VENV)/.installed-bench ## lexicon.py vs nltk's WordNet reader: cold load, µs per lookup, POS/antonym/morphy agreement
+	$(BIN)/python benchmarks/bench_lexicon.py
 
 bench-local-llm: local-llm ## small local LLM CFEs (SmolLM2, Gemma-3): alone, with feedback, as hybrid; vs search
 	$(BIN)/python benchmarks/bench_local_llm.py

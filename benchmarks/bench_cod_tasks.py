@@ -6,6 +6,10 @@ of steps, so the two runs are the same run; it is trained once, as KD at k/2.
 
     python benchmarks/bench_cod_tasks.py --datasets tweets,subjectivity --ks 8,16 --seeds 0,1,2,3,4
     python benchmarks/bench_cod_tasks.py --report-only
+    python benchmarks/bench_cod_tasks.py --tag same_pos --datasets subjectivity --ks 8,16,32 cfe.lm.same_pos=true
+
+``--tag`` keeps a variant's runs and table apart (``logs/bench_cod_tasks_<tag>``,
+``results/bench_cod_tasks_<tag>.md``); KD runs are shared through the results cache.
 """
 from __future__ import annotations
 
@@ -18,15 +22,15 @@ from pathlib import Path
 
 from common import ROOT, md_table, write
 
-SWEEP = ROOT / "logs" / "bench_cod_tasks"
+SWEEP = ROOT / "logs" / "bench_cod_tasks"  # the --tag's own folder beside it
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def run(dataset: str, ks: list[int], seeds: str, cfe: str, extra: list[str]) -> None:
+def run(dataset: str, ks: list[int], seeds: str, cfe: str, extra: list[str], sweep: Path = SWEEP) -> None:
     env = {**os.environ, "SST2_DIR": os.environ.get("SST2_DIR", str(SHARED / "sst2")),
            "COLA_DIR": os.environ.get("COLA_DIR", str(SHARED / "cola"))}
     common = [sys.executable, "run.py", "-m", f"dataset={dataset}", f"seed={seeds}", "compare=[]", "logger=none",
-              f"cfe={cfe}", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={SWEEP}",
+              f"cfe={cfe}", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
               "hydra.sweep.subdir=${dataset.name}/${augment.name}/k${k}/seed${seed}", *extra]
     halves = sorted({k // 2 for k in ks} - set(ks))
     jobs = [[f"k={','.join(map(str, ks))}", "augment=none,cod"]]
@@ -36,19 +40,19 @@ def run(dataset: str, ks: list[int], seeds: str, cfe: str, extra: list[str]) -> 
         subprocess.run(common + job, cwd=ROOT, check=True, env=env)
 
 
-def load() -> list[dict]:
+def load(sweep: Path = SWEEP) -> list[dict]:
     out = []
-    for p in SWEEP.glob("*/*/k*/seed*/result.json"):
+    for p in sweep.glob("*/*/k*/seed*/result.json"):
         r = json.loads(p.read_text())
         if r.get("stage") == "student":
             out.append(r)
     return out
 
 
-def report(ks: list[int] | None) -> None:
+def report(ks: list[int] | None, tag: str | None = None, command: str | None = None) -> None:
     from cod_pipeline.stats import paired_gain_by_seed
 
-    res = load()
+    res = load(sweep_dir(tag))
     score = {}
     for r in res:
         m = r["primary_metric"]
@@ -83,7 +87,13 @@ def report(ks: list[int] | None) -> None:
             "KD(k/2) at k is KD at k/2 (nested draws, fixed steps: the same run).\n\n"
             + (md_table(rows) if rows else "no results yet") + "\n\n## CFE quality (cfe=lm_search)\n\n"
             + (md_table(quality) if quality else "—") + "\n")
-    write("bench_cod_tasks", "CoD beyond movie reviews: KD vs KD(k/2) vs KD+CoD, paired seeds", body)
+    write("bench_cod_tasks" + (f"_{tag}" if tag else ""),
+          "CoD beyond movie reviews: KD vs KD(k/2) vs KD+CoD, paired seeds" + (f" ({tag})" if tag else ""), body,
+          command)
+
+
+def sweep_dir(tag: str | None) -> Path:
+    return SWEEP.with_name(f"{SWEEP.name}_{tag}") if tag else SWEEP
 
 
 def _mean(d: dict) -> float:
@@ -108,14 +118,16 @@ def main():
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--cfe", default="lm_search")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--tag", default=None, help="a variant's own sweep folder and table")
     ap.add_argument("extra", nargs="*", help="more overrides for every job")
     args = ap.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
+    command = "python benchmarks/bench_cod_tasks.py " + " ".join(sys.argv[1:])
     if not args.report_only:
         for ds in args.datasets.split(","):
-            run(ds, ks, args.seeds, args.cfe, args.extra)
-            report(None)
-    report(None)
+            run(ds, ks, args.seeds, args.cfe, args.extra, sweep_dir(args.tag))
+            report(None, args.tag, command)
+    report(None, args.tag, command)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,12 @@ def machine() -> str:
             f"GPU: {'yes' if torch.cuda.is_available() else 'none'}")
 
 
-def write(name: str, title: str, body: str) -> Path:
+def write(name: str, title: str, body: str, command: str | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = f"# {title}\n\nMachine: {machine()}\nRun: {stamp}, `python benchmarks/{name}.py`\n\n{body.strip()}\n"
+    command = command or f"python benchmarks/{name}.py"
+    text = f"# {title}\n\nMachine: {machine()}\nRun: {stamp}, `{command}`\n\n{body.strip()}\n"
     path.write_text(text)
     print(text)
     print(f"written: {path}")
