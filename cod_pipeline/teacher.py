@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
 from cod_pipeline.models.backbone import Classifier, predict
 from cod_pipeline.models.lightning import TeacherModule
-from cod_pipeline.training import fit, global_rank
+from cod_pipeline.training import fit, global_rank, last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +103,15 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     trained_now = False
     if not ckpt and not (path / "DONE").exists():
         # several jobs of a sweep may need this teacher at once: one trains it, the others wait
-        lock = path.parent / f"{path.name}.lock"
+        lock, work = path.parent / f"{path.name}.lock", work_dir(path)
         if global_rank() > 0:  # another rank of a DDP job: it joins the fit, rank 0 alone publishes
-            trained_now = _join_rank0(cfg, splits, lock, path / "DONE")
+            trained_now = _join_rank0(cfg, splits, lock, path / "DONE", work)
         else:
             with file_lock(lock, f"teacher {path.name}, being trained by another job"):
                 if not (path / "DONE").exists():  # re-check: the holder we waited for may have finished it
-                    with cache.writing("teacher", key) as tmp:
-                        _train(cfg, splits, tmp)
+                    _train(cfg, splits, cache, key, work)
                     trained_now = True
+                shutil.rmtree(work, ignore_errors=True)  # published: the fit's checkpoints are spent
     meta = json.loads((path / "meta.json").read_text())
     _check_labels(meta["label_names"], splits, path)
     model = build_teacher_model(cfg, len(meta["label_names"]))
@@ -125,15 +126,37 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
                    meta["test"], trained_now, time.time() - t0, path)
 
 
-def _join_rank0(cfg: DictConfig, splits: Splits, lock: Path, done: Path) -> bool:
+def work_dir(path: Path) -> Path:
+    """Where the lock holder fits the teacher that will be published at ``path``: named by the
+    teacher's key, so the job requeued after a kill (time limit, preemption) finds the fit's
+    last checkpoint and resumes it; removed once the teacher is published."""
+    return path.parent / f"{path.name}.partial"
+
+
+def _resume_point(work: Path, owner: bool) -> tuple[Path, int] | None:
+    """The last checkpoint a killed fit of this teacher left in ``work``, to resume from. Without
+    one, the lock holder (``owner``) empties the folder: a fresh fit then logs to version_0, as one
+    that was never interrupted. Every DDP rank reads the same file before any of them trains."""
+    found = last_checkpoint(work / "checkpoints")
+    if found:
+        log.info("resuming teacher %s from step %d", work.name.removesuffix(".partial"), found[1])
+        return found
+    if owner:
+        shutil.rmtree(work, ignore_errors=True)
+    return None
+
+
+def _join_rank0(cfg: DictConfig, splits: Splits, lock: Path, done: Path, work: Path) -> bool:
     """A DDP rank > 0: the fit needs every rank, but only rank 0 writes the training log, so only
     its folder may become the cached teacher. This rank fits in a throwaway folder outside the
-    cache, then loads what rank 0 publishes (or another job trained). True when it joined a fit."""
+    cache, resuming from the checkpoint rank 0 resumes from (only read: Lightning gives every rank
+    rank 0's checkpoint folder, and rank 0 alone writes there), then loads what rank 0 publishes
+    (or another job trained). True when it joined a fit."""
     _wait_for_rank0_or_done(lock, done)
     if done.exists():
         return False
     with tempfile.TemporaryDirectory(prefix=f"cod-teacher-rank{global_rank()}-") as tmp:
-        _fit(cfg, splits, Path(tmp))
+        _fit(cfg, splits, Path(tmp), Path(tmp), _resume_point(work, owner=False))
     log.info("rank %d: the teacher's fit is done; waiting for rank 0 to publish %s", global_rank(), done.parent)
     _wait_for_publish(lock, done)
     return True
@@ -167,8 +190,10 @@ def _wait_for_publish(lock: Path, done: Path, timeout_s: float | None = None, po
         time.sleep(poll_s)
 
 
-def _fit(cfg: DictConfig, splits: Splits, out: Path) -> tuple[Classifier, dict]:
-    """The teacher's fit alone: the part every DDP rank runs."""
+def _fit(cfg: DictConfig, splits: Splits, out: Path, work: Path,
+         resume: tuple[Path, int] | None) -> tuple[Classifier, dict]:
+    """The teacher's fit alone: the part every DDP rank runs. It logs to ``out``, checkpoints into
+    ``work``/checkpoints and resumes from ``resume`` (a last checkpoint and its step)."""
     tc = teacher_training(cfg)
     pl.seed_everything(tc.seed, verbose=False)
     model = build_teacher_model(cfg, splits.num_classes)
@@ -181,13 +206,28 @@ def _fit(cfg: DictConfig, splits: Splits, out: Path) -> tuple[Classifier, dict]:
     log.info("training teacher %s: %d examples, %d steps", cfg.model.teacher.name, len(train_rows), steps)
     from pytorch_lightning.loggers import CSVLogger
 
-    info = fit(module, dm, cfg.trainer, steps, tc.eval_every, CSVLogger(str(out), name="logs"), workdir=out)
+    info = fit(module, dm, cfg.trainer, steps, tc.eval_every, CSVLogger(str(out), name="logs"), workdir=out,
+               ckpt_dir=work / "checkpoints", resume_from=resume and resume[0])
+    if resume:  # provenance only: meta.json is not part of any key
+        info["resumed_from_step"] = resume[1]
     return model, info
 
 
-def _train(cfg: DictConfig, splits: Splits, out: Path) -> None:
-    """Fit, then predict on validation and test and save the artefact into ``out`` (rank 0 only)."""
-    model, info = _fit(cfg, splits, out)
+def _train(cfg: DictConfig, splits: Splits, cache: StageCache, key: dict, work: Path) -> None:
+    """Fit in ``work`` (resuming a killed fit's last checkpoint), then predict on validation and
+    test and publish the artefact with the fit's logs (rank 0, holding the teacher's lock). The
+    publishing happens after the fit, so a kill during the fit leaves no ``.tmp-`` folder behind."""
+    resume = _resume_point(work, owner=True)
+    model, info = _fit(cfg, splits, work, work, resume)
+    with cache.writing("teacher", key) as out:
+        _predict_and_save(cfg, splits, model, info, out, work)
+
+
+def _predict_and_save(cfg: DictConfig, splits: Splits, model: Classifier, info: dict, out: Path, work: Path) -> None:
+    """The artefact in ``out``: the fit's logs (copied: ``work`` is kept until it is published),
+    predictions on validation and test, weights and meta."""
+    if (work / "logs").is_dir():
+        shutil.copytree(work / "logs", out / "logs")  # logs/version_0/, as when the fit ran in ``out``
     tc = teacher_training(cfg)
     val_logits, _ = predict(model, splits.validation["text"].tolist(), tc.eval_batch_size, progress="teacher: validation")
     test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test")
