@@ -11,4 +11,11 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    from cod_pipeline.validation import moved_override
+
+    if moved := moved_override(sys.argv[1:]):  # one line, before Hydra's own multi-line error
+        print(f"error: {moved}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -7,6 +7,9 @@ positive drop is a less fluent CFE. Seconds per original count only CFEs generat
 (cache hits excluded) and include the generator's load. Also writes 10 random CFEs per dataset.
 
     python benchmarks/bench_cfe_quality.py [--datasets rotten_tomatoes,tweets] [--n 64]
+    python benchmarks/bench_cfe_quality.py --generators search,lm_search,lm_search+cfe.lm.same_pos=true
+
+A generator entry may carry overrides after ``+`` (an option's variant, shown as its own row).
 """
 from __future__ import annotations
 
@@ -38,8 +41,9 @@ def main():
     rows, samples = [], []
     for ds in args.datasets.split(","):
         for gen in args.generators.split(","):
-            cfg = compose([f"dataset={ds}", f"cfe={gen}", f"k={2 * args.n}", "seed=0", "augment=cod", "logger=none"],
-                          f"bench_cfe_quality/{ds}/{gen}")
+            option, *overrides = gen.split("+")
+            cfg = compose([f"dataset={ds}", f"cfe={option}", *overrides, f"k={2 * args.n}", "seed=0", "augment=cod",
+                           "logger=none"], f"bench_cfe_quality/{ds}/{gen.replace('=', '-')}")
             splits, sampler = prepare(cfg)
             teacher = ensure_teacher(cfg, splits)
             pairs, _, q = generate_for_draw(cfg, splits, sampler, teacher, args.n, "fill")

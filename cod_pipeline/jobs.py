@@ -141,16 +141,18 @@ def augment_option(name: str) -> DictConfig:
 
 
 def run_hash(cfg: DictConfig) -> str:
-    """Identity of a job's result: the resolved config minus where things are written."""
+    """Identity of a job's result: the resolved config minus where things are written and how fast
+    CFEs come (``cfe.runtime``)."""
     c = OmegaConf.to_container(cfg, resolve=True)
     for k in ("paths", "logger", "hydra", "resume", "save_student", "trainer", "compare", "threads", "task_name"):
         c.pop(k, None)
     if not cfg.augment.get("paired"):
         c.pop("cfe", None)
     else:
-        from cod_pipeline.counterfactuals.generators import drop_added_defaults
+        from cod_pipeline.counterfactuals.generators import drop_added_defaults, legacy_layout
 
         drop_added_defaults(c["cfe"], cfg.cfe)  # an option added at its old value keeps old results
+        legacy_layout(c["cfe"], cfg.cfe)  # runtime settings at their old places and values: old results keep theirs
     for group in ("augment", "cfe"):  # the option's name says which class; moving a class keeps its results
         _drop_targets(c.get(group))
     if active_terms(c["method"].get("loss")) == legacy_terms(c["method"]):

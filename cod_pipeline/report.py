@@ -12,8 +12,10 @@ models do) plus every *other* resolved-config key that differs between runs of
 the same (dataset, model, method, augment, alpha, k), shown as
 ``[cfe.name=openai]``.  Configs are flattened (``cfe.name``,
 ``model.student_training.lr``); paths, output dirs, logger, hydra, trainer,
-threads, resume, compare, task_name and seed are ignored, and so is ``cfe.*``
-for unpaired augments (as in the pipeline's run hash).  ``--group-by`` names the
+threads, resume, compare, task_name and seed are ignored, and so are ``cfe.*``
+for unpaired augments and the cfe runtime settings (``cfe.runtime.*``, and where
+older results hold them, ``cfe.chunk_size``, ``cfe.llm.max_in_flight``, …), as in
+the pipeline's run hash.  ``--group-by`` names the
 config keys allowed to split cells (the table axes dataset, model, method,
 augment, alpha and k always do); any other key that still differs inside a
 cell is reported in one loud warning, never dropped silently.  Runs with the
@@ -156,9 +158,13 @@ def flatten_config(config) -> dict:
     """The cell-relevant part of a resolved config, as ``{"dotted.key": value}``.
 
     Drops the top-level keys in ``IGNORED_CONFIG``, every ``*path`` / ``*dir``
-    leaf, ``cfe.*`` when the augment is unpaired (no CFEs are used) and
-    ``method.alpha`` for finetune.  Lists become JSON strings.
+    leaf, ``cfe.*`` when the augment is unpaired (no CFEs are used), the cfe
+    runtime settings (how fast CFEs came, not which; old results hold them at
+    their places before ``cfe.runtime``) and ``method.alpha`` for finetune.
+    Lists become JSON strings.
     """
+    from cod_pipeline.counterfactuals.generators import moved_runtime
+
     if not isinstance(config, dict):
         return {}
     c = {k: v for k, v in config.items() if k not in IGNORED_CONFIG}
@@ -167,7 +173,8 @@ def flatten_config(config) -> dict:
         paired = aug.get("paired", aug.get("name") not in BASELINE_AUGMENTS)
         if not paired:
             c.pop("cfe", None)
-    flat = _flatten(c)
+    old_runtime = {f"cfe.{k}" for k in moved_runtime()}
+    flat = {k: v for k, v in _flatten(c).items() if not k.startswith("cfe.runtime.") and k not in old_runtime}
     if flat.get("method.name") == "finetune":
         flat.pop("method.alpha", None)
     return {k: v for k, v in flat.items() if not _is_path_key(k)}

@@ -126,18 +126,22 @@ RULES: dict[str, Rule] = {
     "cfe.max_edit_distance": Rule("number", lo=0, hi=1, lo_open=True),
     "cfe.min_margin": Rule("number", lo=0, hi=1, hi_open=True),
     "cfe.max_attempts": positive_int(),
-    "cfe.chunk_size": positive_int(),
-    "cfe.max_tries_per_class": positive_int(nullable=True),
     "cfe.target": Rule("choice", choices=("runner_up",), nullable=True),
     "cfe.llm.mode": Rule("choice", choices=("chat", "completion")),
-    "cfe.llm.max_in_flight": positive_int(),
-    "cfe.llm.timeout_s": positive(),
-    "cfe.llm.max_retries": count(),
-    "cfe.llm.backoff_base_s": non_negative(),
-    "cfe.llm.backoff_max_s": non_negative(),
     "cfe.llm.max_tokens": positive_int(),
     "cfe.search.max_edits": positive_int(),
     "cfe.search.beam_size": positive_int(),
+    "cfe.runtime.chunk_size": positive_int(),
+    "cfe.runtime.max_tries_per_class": positive_int(nullable=True),
+    "cfe.runtime.max_in_flight": positive_int(),
+    "cfe.runtime.timeout_s": positive(),
+    "cfe.runtime.max_retries": count(),
+    "cfe.runtime.backoff_base_s": non_negative(),
+    "cfe.runtime.backoff_max_s": non_negative(),
+    "cfe.runtime.n_ctx": positive_int(),
+    "cfe.runtime.n_threads": positive_int(nullable=True),
+    "cfe.runtime.repack_weights": Rule("bool"),
+    "cfe.runtime.startup_timeout_s": positive(),
     "augment.n_edits": positive_int(),
 }
 
@@ -155,9 +159,42 @@ def _get(cfg: DictConfig, path: str):
 
 def validate(cfg: DictConfig) -> None:
     """Every rule, then the k budget, then the local data files; the first failure raises."""
+    check_moved_runtime(cfg)
     check_rules(cfg)
     check_budget(cfg)
     check_data_files(cfg.get("dataset"))
+
+
+def _moved(old: str) -> str:
+    return f"cfe.{old} moved: set cfe.runtime.{old.rsplit('.', 1)[-1]} (runtime settings live under cfe.runtime)"
+
+
+def check_moved_runtime(cfg: DictConfig) -> None:
+    """A runtime setting at its old place (``+cfe.chunk_size=4``, an option YAML of the old layout)
+    would be ignored and, outside ``cfe.runtime``, move the CFE identity: one line naming the new key."""
+    from cod_pipeline.counterfactuals.generators import moved_runtime
+
+    cfe = cfg.get("cfe")
+    if not isinstance(cfe, DictConfig):
+        return
+    rt = cfe.get("runtime") or {}
+    for old in sorted({*moved_runtime(), *rt, *(f"llm.{k}" for k in rt)}):
+        if _get(cfe, old) is not _MISSING:
+            raise ConfigError(_moved(old))
+
+
+def moved_override(overrides: list[str]) -> str | None:
+    """The error line for a command-line override of a runtime setting's old path
+    (``cfe.chunk_size=4``): Hydra's own is several lines and suggests ``+cfe.chunk_size``."""
+    import re
+
+    from cod_pipeline.counterfactuals.generators import moved_runtime
+
+    for arg in overrides:
+        m = re.match(r"[+~]*cfe\.([\w.]+)(=|$)", arg)
+        if m and m.group(1) in moved_runtime():
+            return _moved(m.group(1))
+    return None
 
 
 def check_rules(cfg: DictConfig) -> None:
@@ -323,17 +360,17 @@ def check_llm_endpoint(cfg: DictConfig, timeout_s: float = 3.0) -> None:
     """A job that will ask an LLM endpoint fails here, in one line, when none answers at its
     address (connection refused, unknown host, no answer), instead of after the teacher and
     a chunk of retries; a hosted endpoint without its key fails here too."""
-    llm = cfg.cfe.llm
-    url = llm.get("base_url")
+    rt = cfg.cfe.runtime
+    url = rt.get("base_url")
     if not url:
-        env = llm.get("api_key_env", "OPENAI_API_KEY")
+        env = rt.get("api_key_env", "OPENAI_API_KEY")
         if not os.environ.get(env):
-            raise ConfigError(f"cfe={cfg.cfe.name} needs ${env} in the environment (or set cfe.llm.base_url "
+            raise ConfigError(f"cfe={cfg.cfe.name} needs ${env} in the environment (or set cfe.runtime.base_url "
                               f"to a local server)")
         return
     why = unreachable(str(url), timeout_s)
     if why:
-        raise ConfigError(f"cfe.llm.base_url={url}: {why} (is the server running?); nothing was generated")
+        raise ConfigError(f"cfe.runtime.base_url={url}: {why} (is the server running?); nothing was generated")
 
 
 def unreachable(url: str, timeout_s: float = 3.0) -> str | None:

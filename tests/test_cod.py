@@ -25,8 +25,8 @@ def swap_responder(prompt_text, request_json):
 
 
 def openai_overrides(srv, *extra):
-    return ["cfe=openai", f"cfe.llm.base_url={srv.base_url}", "cfe.llm.model=fake-llm", "cfe.llm.max_retries=2",
-            "cfe.llm.timeout_s=5", *extra]
+    return ["cfe=openai", f"cfe.runtime.base_url={srv.base_url}", "cfe.llm.model=fake-llm",
+            "cfe.runtime.max_retries=2", "cfe.runtime.timeout_s=5", *extra]
 
 
 def test_cod_with_search_pairs_originals_and_cfes(sentiment_cfg):
@@ -85,7 +85,7 @@ def cfe_cli(tmp_path, data, srv, k, *extra):
     args = [sys.executable, "run.py", "stage=cfe", f"k={k}", "model=tiny", "logger=none", "dataset=local",
             f"dataset.source.path={data}", "dataset.label_names=[negative,positive]", "dataset.val_size=100",
             "dataset.test_size=200", *SENTIMENT_TEACHER, "trainer.enable_progress_bar=false", f"paths.root_dir={tmp_path}",
-            *openai_overrides(srv, "cfe.llm.max_in_flight=1", "cfe.chunk_size=2"), *extra]
+            *openai_overrides(srv, "cfe.runtime.max_in_flight=1", "cfe.runtime.chunk_size=2"), *extra]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

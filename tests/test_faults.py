@@ -138,7 +138,7 @@ def test_partial_5xx_is_used_once_not_stored(tmp_path):
 def test_run_py_against_a_closed_port_exits_2_before_the_teacher(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/v1"
     t0 = time.time()
-    p = subprocess.run([sys.executable, "run.py", "stage=cfe", "k=16", "cfe=openai", f"cfe.llm.base_url={url}",
+    p = subprocess.run([sys.executable, "run.py", "stage=cfe", "k=16", "cfe=openai", f"cfe.runtime.base_url={url}",
                         "model=tiny", "logger=none", f"paths.root_dir={tmp_path}"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     took = time.time() - t0

@@ -114,7 +114,7 @@ HUB_JOB = [
     "model.teacher_training.train_cap=48", "model.teacher_training.val_cap=16", "model.teacher_training.eval_every=2",
     "model.student_training.min_steps=3", "model.student_training.max_steps=3",
     "model.student_training.val_size=16", "model.student_training.eval_every=3",
-    "augment=cod", "cfe=search", "cfe.search.max_edits=2", "cfe.search.beam_size=2", "cfe.max_tries_per_class=4",
+    "augment=cod", "cfe=search", "cfe.search.max_edits=2", "cfe.search.beam_size=2", "cfe.runtime.max_tries_per_class=4",
     "k=4", "compare=[]", "logger=none", "trainer.enable_progress_bar=false", "threads=2",
 ]
 

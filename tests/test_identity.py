@@ -5,10 +5,14 @@ keys moved into ``conf/cfe/_gate_.yaml``: a refactor that moves one of them thro
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf, open_dict
 
-from cod_pipeline.counterfactuals.generators import build_generator
+from cod_pipeline import ConfigError
+from cod_pipeline.counterfactuals.generators import build_generator, legacy_layout
 from cod_pipeline.counterfactuals.pairing import cfe_identity
-from tests.conftest import make_cfg
+from cod_pipeline.jobs import run_hash
+from cod_pipeline.validation import moved_override, validate
+from tests.conftest import ROOT, make_cfg
 
 EXPECTED = {
     ("cfe=search",): ("search", "-", "search-6c3e2dc8-7cd9b884"),
@@ -25,22 +29,41 @@ EXPECTED = {
     ("cfe=openai", "cfe.max_edit_distance=0.3", "cfe.target=runner_up"): ("openai", "gpt-4o", "v1-chat-6a03fde5"),
 }
 
-# every runtime key each option has (how fast CFEs come, not which): changing one must not move the key
+# overrides of runtime settings (how fast CFEs come, not which), at their paths under cfe.runtime;
+# test_no_runtime_key_moves_a_hash walks every key the composed options have, without a list
 RUNTIME = {
-    "search": ["cfe.chunk_size=3", "cfe.max_tries_per_class=5"],
-    "lm_search": ["cfe.chunk_size=3", "cfe.max_tries_per_class=5"],
-    "openai": ["cfe.chunk_size=3", "cfe.max_tries_per_class=5", "cfe.llm.max_in_flight=1", "cfe.llm.timeout_s=9",
-               "cfe.llm.max_retries=0", "cfe.llm.backoff_base_s=2", "cfe.llm.backoff_max_s=3",
-               "cfe.llm.api_key_env=OTHER_KEY", "cfe.llm.base_url=http://127.0.0.1:1/v1"],
+    "search": ["cfe.runtime.chunk_size=3", "cfe.runtime.max_tries_per_class=5"],
+    "lm_search": ["cfe.runtime.chunk_size=3", "cfe.runtime.max_tries_per_class=5"],
+    "openai": ["cfe.runtime.chunk_size=3", "cfe.runtime.max_tries_per_class=5", "cfe.runtime.max_in_flight=1",
+               "cfe.runtime.timeout_s=9", "cfe.runtime.max_retries=0", "cfe.runtime.backoff_base_s=2",
+               "cfe.runtime.backoff_max_s=3", "cfe.runtime.api_key_env=OTHER_KEY",
+               "cfe.runtime.base_url=http://127.0.0.1:1/v1"],
 }
-RUNTIME["local_llm"] = RUNTIME["openai"] + ["cfe.n_ctx=4096", "cfe.n_threads=3", "cfe.repack_weights=true",
-                                           "+cfe.startup_timeout_s=30"]
+RUNTIME["local_llm"] = RUNTIME["openai"] + ["cfe.runtime.n_ctx=4096", "cfe.runtime.n_threads=3",
+                                           "cfe.runtime.repack_weights=true", "cfe.runtime.startup_timeout_s=30"]
 RUNTIME["local_gemma"] = RUNTIME["hybrid"] = RUNTIME["local_llm"]
+OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "cfe").glob("*.yaml") if not p.stem.startswith("_"))
+
+# run_hash of augment=cod with each option, recorded before the runtime settings moved under cfe.runtime
+# (search's is test_loss_terms.HASHES'): a change here throws away every cached CoD result of that option
+RUN_HASHES = {
+    ("cfe=search",): "139fc56a47ef0c90",
+    ("cfe=lm_search",): "4183176cc4a8e15b",
+    ("cfe=openai",): "f80fd40d53a92bb7",
+    ("cfe=openai", "cfe.llm.mode=completion"): "dce5d0002c674164",
+    ("cfe=local_llm",): "cff0a4326bc3bed5",
+    ("cfe=local_gemma",): "97f092f05520878a",
+    ("cfe=hybrid",): "46d10e706dbea555",
+    ("cfe=hybrid", "cfe.gguf=null"): "6a20264336844d30",
+}
 
 
 def identity(tmp_path, overrides) -> tuple[str, str, str]:
     """What ``pairing.make_generation`` puts in the store key, without its checks (no key, no server)."""
-    cfg = make_cfg(tmp_path, list(overrides))
+    return store_key(make_cfg(tmp_path, list(overrides)))
+
+
+def store_key(cfg) -> tuple[str, str, str]:
     gen = build_generator(cfg.cfe, cfg.dataset.task, ["a negative review", "a positive review"])
     return gen.name, gen.llm_model, f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
 
@@ -51,10 +74,82 @@ def test_identity_is_unchanged(tmp_path, overrides):
 
 
 @pytest.mark.parametrize("option", sorted(RUNTIME))
-def test_runtime_keys_do_not_move_the_identity(tmp_path, option):
-    base = identity(tmp_path, [f"cfe={option}"])
+def test_runtime_overrides_do_not_move_the_identity(tmp_path, option):
+    base = make_cfg(tmp_path, ["augment=cod", f"cfe={option}"])
     for override in RUNTIME[option]:
-        assert identity(tmp_path, [f"cfe={option}", override]) == base, override
+        cfg = make_cfg(tmp_path, ["augment=cod", f"cfe={option}", override])
+        assert store_key(cfg) == store_key(base) and run_hash(cfg) == run_hash(base), override
+
+
+def _leaves(node, prefix=""):
+    for k, v in node.items():
+        yield from _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+
+def _changed(v):
+    """Another value of the same kind (a null gets a number: nothing here validates it)."""
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, (int, float)):
+        return v * 2 + 1
+    return 7 if v is None else f"{v}-other"
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_no_runtime_key_moves_a_hash(tmp_path, option):
+    """Every key under the composed option's ``cfe.runtime``, changed alone, leaves the CFE store key
+    and the result's hash where they were: the subtree is out of both whole."""
+    base = make_cfg(tmp_path, ["augment=cod", f"cfe={option}"])
+    keys = dict(_leaves(OmegaConf.to_container(base.cfe.runtime)))
+    assert {"chunk_size", "max_tries_per_class"} <= set(keys)
+    if "llm" in base.cfe:
+        assert {"max_in_flight", "timeout_s", "base_url", "api_key_env"} <= set(keys)
+    for key, value in keys.items():
+        cfg = base.copy()
+        OmegaConf.update(cfg, f"cfe.runtime.{key}", _changed(value))
+        assert OmegaConf.select(cfg, f"cfe.runtime.{key}") != value
+        assert store_key(cfg) == store_key(base), key
+        assert run_hash(cfg) == run_hash(base), key
+
+
+@pytest.mark.parametrize("overrides", list(RUN_HASHES), ids=[" ".join(o) for o in RUN_HASHES])
+def test_run_hash_is_unchanged(tmp_path, overrides):
+    assert run_hash(make_cfg(tmp_path, ["augment=cod", *overrides])) == RUN_HASHES[overrides]
+
+
+def test_legacy_layout_puts_runtime_settings_back_as_shipped(tmp_path):
+    """Results were hashed with the runtime settings in the cfe node itself, at the option's values."""
+    cfg = make_cfg(tmp_path, ["cfe=local_llm", "cfe.runtime.max_in_flight=5", "cfe.runtime.startup_timeout_s=9"])
+    node = OmegaConf.to_container(cfg.cfe)
+    legacy_layout(node, cfg.cfe)
+    assert "runtime" not in node and "startup_timeout_s" not in node  # never in the YAML before
+    assert (node["chunk_size"], node["max_tries_per_class"], node["n_ctx"], node["n_threads"],
+            node["repack_weights"]) == (16, None, 2048, None, False)
+    assert {k: node["llm"][k] for k in ("max_in_flight", "timeout_s", "max_retries", "base_url")} == {
+        "max_in_flight": 2, "timeout_s": 60.0, "max_retries": 5, "base_url": None}  # the option's, not the 5 set
+    search = make_cfg(tmp_path, ["cfe=search"]).cfe
+    node = OmegaConf.to_container(search)
+    legacy_layout(node, search)
+    assert "llm" not in node and (node["chunk_size"], node["max_tries_per_class"]) == (16, None)
+
+
+@pytest.mark.parametrize("old", ["cfe.chunk_size=4", "cfe.max_tries_per_class=4", "cfe.llm.max_in_flight=2",
+                                 "cfe.llm.base_url=http://x/v1", "+cfe.n_threads=2", "cfe.llm.timeout_s=1,2"])
+def test_an_old_runtime_path_is_one_line_naming_the_new_one(old):
+    key = old.lstrip("+").split("=")[0].rsplit(".", 1)[-1]
+    assert moved_override(["k=8", old]) == (f"{old.lstrip('+').split('=')[0]} moved: set cfe.runtime.{key} "
+                                            f"(runtime settings live under cfe.runtime)")
+    assert moved_override(["cfe.runtime.chunk_size=4", "cfe.llm.model=x"]) is None
+
+
+@pytest.mark.parametrize("stray", ["+cfe.chunk_size=4", "+cfe.llm.max_in_flight=2", "+cfe.startup_timeout_s=30"])
+def test_a_runtime_key_left_at_its_old_place_fails_validation(tmp_path, stray):
+    """``+`` gets past Hydra (and a user's YAML of the old layout would too): it would be ignored
+    and move the CFE identity, so validation names the new key."""
+    cfg = make_cfg(tmp_path, ["cfe=local_llm", stray])
+    with pytest.raises(ConfigError, match=r"moved: set cfe\.runtime\.\w+ \(runtime settings live under"):
+        validate(cfg)
+    validate(make_cfg(tmp_path, ["cfe=local_llm", "cfe.runtime.chunk_size=4"]))  # the new place is fine
 
 
 @pytest.mark.parametrize("override", ["cfe.max_edit_distance=0.3", "cfe.min_margin=0.2", "cfe.max_attempts=2",
@@ -73,10 +168,6 @@ def test_options_added_at_their_old_value_keep_the_identity(tmp_path):
     assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=true"]) != old
     assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.max_drop=0.5"]) != old
     # and a CoD result's hash is the one it had before the options existed
-    from omegaconf import open_dict
-
-    from cod_pipeline.jobs import run_hash
-
     cfg = make_cfg(tmp_path, ["augment=cod", "cfe=lm_search"])
     before = cfg.copy()
     with open_dict(before):

@@ -252,7 +252,7 @@ def test_missing_key_for_hosted_openai_fails_before_any_call(monkeypatch):
 
     monkeypatch.setattr(openai, "AsyncOpenAI", boom)
     with pytest.raises(RuntimeError, match=r"cfe=openai needs \$OPENAI_API_KEY in the environment "
-                                           r"\(or set cfe.base_url to a local server\)"):
+                                           r"\(or set cfe.runtime.base_url to a local server\)"):
         OpenAIProposer(LLMConfig(), task_prompt("sentiment"))
 
 

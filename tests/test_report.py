@@ -313,6 +313,20 @@ def test_cli_bootstrap_and_outputs(paired, tmp_path, capsys):
     assert "bootstrap" in capsys.readouterr().out
 
 
+def test_runtime_settings_do_not_split_cells(tmp_path, capsys):
+    """A result cached before ``cfe.runtime`` (runtime keys at their old places) and a new one with
+    other runtime values are one cell, as they are one run hash."""
+    for name, cfe, seed in (("old", {"chunk_size": 16, "llm": {"model": "m", "max_in_flight": 8}}, 0),
+                            ("new", {"llm": {"model": "m"}, "runtime": {"chunk_size": 4, "max_in_flight": 2}}, 1)):
+        p = write_full(tmp_path, name, augment="cod", cfe="openai", seed=seed)
+        r = json.loads(p.read_text())
+        r["config"]["cfe"].update(cfe)
+        p.write_text(json.dumps(r))
+    agg = report.aggregate(report.collect([tmp_path]), "accuracy")
+    assert list(agg.variant) == ["kd+cod"] and agg.iloc[0]["n"] == 2
+    assert "MERGED" not in capsys.readouterr().err
+
+
 def test_two_generators_are_two_cells(tmp_path, capsys):
     write_full(tmp_path, "kd", acc=0.70)
     write_full(tmp_path, "cod_search", augment="cod", cfe="search", acc=0.72)

@@ -2,13 +2,14 @@
 texts. Validation against the teacher and the minimality gate live in ``generate.py``, so a
 new backend is one small class plus one YAML file: ``conf/cfe/<name>.yaml`` names the class in
 ``_target_``, includes the shared gate keys (``defaults: [_gate_, _self_]``), and the class builds
-itself from that node (``from_config``) and declares which of its keys are runtime settings
-(``runtime_keys``: how fast CFEs come, not which; they stay out of the CFE cache key)."""
+itself from that node (``from_config``). How fast CFEs come, not which, lives under the node's
+``runtime`` subtree, which every cache key leaves out whole (``identity``, ``jobs.run_hash``)."""
 from __future__ import annotations
 
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import socket
@@ -55,8 +56,9 @@ class Generator:
     prompt_version = "-"
     examples: tuple[str, ...] = ()  # the prompt's own examples: a CFE equal to one is rejected
     uses_feedback = False
-    #: dotted keys of the cfe node that change how fast CFEs come, not which (the generation loop's own)
-    runtime_keys: tuple[str, ...] = ("chunk_size", "max_tries_per_class")
+    #: frozen history, never extended: the runtime settings as the shipped YAML held them before they
+    #: moved under ``runtime`` (old dotted place: value); results cached then hashed them there
+    legacy_runtime: dict[str, object] = {"chunk_size": 16, "max_tries_per_class": None}
     #: options added after CFEs were cached, with the value that reproduces those CFEs: left out of
     #: ``identity`` at that value, so adding an option to the YAML keeps every cached CFE
     identity_defaults: dict[str, object] = {}
@@ -70,9 +72,9 @@ class Generator:
         raise NotImplementedError
 
     @classmethod
-    def runtime(cls, cfg) -> tuple[str, ...]:
-        """The runtime keys of this generator's ``cfe`` node (excluded from ``identity``)."""
-        return cls.runtime_keys
+    def legacy(cls, cfg) -> dict[str, object]:
+        """The ``legacy_runtime`` of the option this ``cfe`` node was composed from."""
+        return cls.legacy_runtime
 
     def propose(self, items: list[Item], scorer) -> list[Candidate]:
         raise NotImplementedError
@@ -149,12 +151,13 @@ class OpenAIGenerator(Generator):
         self.examples = tuple(str(t) for pair in self.prompt.fewshot for t in pair[:2])
         self._proposer = None
 
-    runtime_keys = Generator.runtime_keys + tuple(f"llm.{k}" for k in (
-        "max_in_flight", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s", "api_key_env", "base_url"))
+    legacy_runtime = {**Generator.legacy_runtime, "llm.max_in_flight": 8, "llm.timeout_s": 30.0,
+                      "llm.max_retries": 5, "llm.backoff_base_s": 0.5, "llm.backoff_max_s": 20.0,
+                      "llm.api_key_env": "OPENAI_API_KEY", "llm.base_url": None}
 
     @classmethod
     def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "OpenAIGenerator":
-        return cls(task, cfg.llm, cfg.get("fewshot"))
+        return cls(task, {**cfg.llm, **runtime(cfg)}, cfg.get("fewshot"))  # the client reads both
 
     def proposer(self):
         from cod_pipeline.counterfactuals.llm import OpenAIProposer
@@ -199,13 +202,14 @@ class LocalLLMGenerator(OpenAIGenerator):
         self._log_path: str | None = None
         self._path: str | None = None
 
-    server_keys = ("n_ctx", "n_threads", "repack_weights", "startup_timeout_s")  # the server's own settings
-    runtime_keys = OpenAIGenerator.runtime_keys + server_keys
+    legacy_runtime = {**OpenAIGenerator.legacy_runtime, "llm.max_in_flight": 2, "llm.timeout_s": 60.0,
+                      "n_ctx": 2048, "n_threads": None, "repack_weights": False}
 
     @classmethod
     def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "LocalLLMGenerator":
-        server = {k: cfg[k] for k in cls.server_keys if k in cfg}
-        return cls(task, cfg.llm, cfg.gguf, cfg.get("fewshot"), **server)
+        rt, params = runtime(cfg), inspect.signature(cls.__init__).parameters
+        server = {k: v for k, v in rt.items() if k in params}  # the server's own: n_ctx, n_threads, …
+        return cls(task, {**cfg.llm, **rt}, cfg.gguf, cfg.get("fewshot"), **server)
 
     def check(self) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
@@ -297,7 +301,7 @@ class HybridGenerator(Generator):
     @staticmethod
     def parts(cfg) -> tuple[type[Generator], type[Generator]]:
         """The proposer and the repairing search, named by ``_proposer_`` and ``_repair_`` in the same
-        node; a proposer that serves a model file (``gguf``) with none set drives ``llm.base_url`` instead."""
+        node; a proposer that serves a model file (``gguf``) with none set drives ``runtime.base_url`` instead."""
         proposer = generator_class(cfg._proposer_)
         if issubclass(proposer, LocalLLMGenerator) and not cfg.get("gguf"):
             proposer = OpenAIGenerator
@@ -309,9 +313,8 @@ class HybridGenerator(Generator):
         return cls(task, proposer.from_config(cfg, task), repair.from_config(cfg, task), cfg.max_edit_distance)
 
     @classmethod
-    def runtime(cls, cfg) -> tuple[str, ...]:
-        proposer, repair = generator_class(cfg._proposer_), generator_class(cfg._repair_)  # as declared
-        return tuple(dict.fromkeys(cls.runtime_keys + proposer.runtime(cfg) + repair.runtime(cfg)))
+    def legacy(cls, cfg) -> dict[str, object]:
+        return generator_class(cfg._proposer_).legacy(cfg)  # as declared: its YAML extends the proposer's
 
     def check(self) -> None:
         getattr(self.llm, "check", lambda: None)()
@@ -369,14 +372,38 @@ def build_generator(cfg, task: str, descriptions: list[str] | None = None) -> Ge
     return generator_class(_target(cfg)).from_config(cfg, task, descriptions)
 
 
+def runtime(cfg) -> dict:
+    """The ``runtime`` subtree of a ``cfe`` node, resolved: how fast CFEs come, not which."""
+    return OmegaConf.to_container(cfg.runtime, resolve=True) if cfg.get("runtime") is not None else {}
+
+
 def identity(cfg) -> dict:
     """The part of a ``cfe`` node that decides which CFEs come out: everything but its layout keys
-    (``_target_``, ``_proposer_``: any key spelled ``_like_this_``) and the generator's runtime keys."""
+    (``_target_``, ``_proposer_``: any key spelled ``_like_this_``) and its ``runtime`` subtree."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for key in generator_class(_target(cfg)).runtime(cfg):
-        _pop(c, key)
+    c.pop("runtime", None)
     drop_added_defaults(c, cfg)
     return _without_layout(c)
+
+
+def legacy_layout(node: dict, cfg) -> None:
+    """Put ``node`` (a plain copy of the ``cfe`` node ``cfg``) in the layout results were hashed in
+    before runtime settings moved under ``runtime``: the subtree goes, and the settings come back
+    at their old places with the values the option shipped, whatever ``cfg`` sets. So results
+    cached then keep their hash, and no runtime setting moves it (``jobs.run_hash``)."""
+    node.pop("runtime", None)
+    for dotted, value in generator_class(_target(cfg)).legacy(cfg).items():
+        *path, leaf = dotted.split(".")
+        parent = node
+        for p in path:
+            parent = parent.setdefault(p, {})
+        parent[leaf] = value
+
+
+def moved_runtime() -> dict[str, str]:
+    """Old dotted place (in the ``cfe`` node) of every runtime setting that moved: its new one."""
+    old = {k for c in (SearchGenerator, OpenAIGenerator, LocalLLMGenerator) for k in c.legacy_runtime}
+    return {k: "runtime." + k.rsplit(".", 1)[-1] for k in sorted(old)}
 
 
 def drop_added_defaults(node: dict, cfg) -> None:
@@ -386,14 +413,11 @@ def drop_added_defaults(node: dict, cfg) -> None:
         _pop(node, key, only_if=value)
 
 
-_ANY = object()
-
-
-def _pop(node: dict, dotted: str, only_if=_ANY) -> None:
+def _pop(node: dict, dotted: str, only_if) -> None:
     *path, leaf = dotted.split(".")
     for p in path:
         node = node.get(p) if isinstance(node, dict) else None
-    if isinstance(node, dict) and leaf in node and (only_if is _ANY or node[leaf] == only_if):
+    if isinstance(node, dict) and leaf in node and node[leaf] == only_if:
         del node[leaf]
 
 
@@ -407,4 +431,5 @@ def _without_layout(node):
 
 
 __all__ = ["Item", "Candidate", "Generator", "SearchGenerator", "OpenAIGenerator", "LocalLLMGenerator",
-           "HybridGenerator", "build_generator", "generator_class", "identity"]
+           "HybridGenerator", "build_generator", "generator_class", "identity", "runtime", "legacy_layout",
+           "moved_runtime"]

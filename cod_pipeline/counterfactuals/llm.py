@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 MISSING_KEY_MESSAGE = (
-    "cfe=openai needs ${env} in the environment (or set cfe.base_url to a local server)"
+    "cfe=openai needs ${env} in the environment (or set cfe.runtime.base_url to a local server)"
 )
 
 
@@ -68,7 +68,8 @@ class EndpointFailed(ConfigError):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class LLMConfig:
-    """Mirrors the Hydra ``cfe`` yaml fields. Holds the *name* of the key env var, never the key."""
+    """Mirrors the ``cfe`` node's ``llm`` (what is asked) and ``runtime`` (how: endpoint, concurrency,
+    retries) keys. Holds the *name* of the key env var, never the key."""
 
     model: str = "gpt-4o"
     base_url: str | None = None  # None -> OpenAI default
@@ -85,7 +86,8 @@ class LLMConfig:
 
     @classmethod
     def from_mapping(cls, m: Any) -> "LLMConfig":
-        """Build from a dict / DictConfig, ignoring unknown keys (e.g. ``_target_``, ``name``)."""
+        """Build from a dict / DictConfig, ignoring unknown keys (``_target_``; the loop's and the
+        server's runtime keys beside the client's, e.g. ``chunk_size``, ``n_ctx``)."""
         names = set(cls.__dataclass_fields__)
         items = dict(m.items()) if hasattr(m, "items") else dict(m)
         return cls(**{k: v for k, v in items.items() if k in names})
@@ -238,7 +240,7 @@ class OpenAIProposer:
         if cfg.mode not in ("chat", "completion"):
             raise ValueError(f"cfe.mode must be 'chat' or 'completion', got {cfg.mode!r}")
         if cfg.max_in_flight < 1:
-            raise ValueError("cfe.max_in_flight must be >= 1")
+            raise ValueError("cfe.runtime.max_in_flight must be >= 1")
         self.cfg = cfg
         self.task = task_prompt(task) if isinstance(task, str) else task
         self._check_key()  # fail fast, before any network call

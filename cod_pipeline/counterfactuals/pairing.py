@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def cfe_identity(cfe: DictConfig) -> str:
     """Hash of every cfe setting that changes which CFEs come out (not how fast they come): the node
-    without its layout keys and the generator's declared runtime keys (``generators.identity``)."""
+    without its layout keys and its ``runtime`` subtree (``generators.identity``)."""
     return config_hash(identity(cfe), 8)
 
 
@@ -42,7 +42,7 @@ def make_generation(cfg: DictConfig, splits, teacher) -> ValidatedCFEs:
     return ValidatedCFEs(store, gen, gate, cfg.dataset.name, teacher.id,
                          lambda texts: teacher.probs(list(texts)), splits.label_names,
                          max_attempts=cfg.cfe.max_attempts, target=cfg.cfe.get("target"),
-                         chunk_size=cfg.cfe.get("chunk_size", 16))
+                         chunk_size=cfg.cfe.runtime.chunk_size)
 
 
 def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, policy: str = "replace"):
@@ -57,7 +57,7 @@ def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, p
     with generation.gen.session():
         if policy == "replace":
             pairs, failed = generation.pairs(splits.train, [list(i) for i in sampler.per_class],
-                                             n_pairs // splits.num_classes, cfg.cfe.get("max_tries_per_class"))
+                                             n_pairs // splits.num_classes, cfg.cfe.runtime.max_tries_per_class)
             if len(pairs) < n_pairs:
                 raise ConfigError(f"only {len(pairs)} of {n_pairs} originals got a valid CFE after "
                                   f"{len(pairs) + len(failed)} tries (cfe={cfg.cfe.name}); relax "
@@ -194,7 +194,7 @@ def _unvalidated(cfg, splits, sampler, teacher, n_pairs):
     generation = make_generation(cfg, splits, teacher)
     with generation.gen.session():
         pairs, _ = generation.pairs(splits.train, [list(o) for o in sampler.per_class], n_pairs // splits.num_classes,
-                                    cfg.cfe.get("max_tries_per_class"), accept=lambda rec: bool(rec.get("first_candidate")))
+                                    cfg.cfe.runtime.max_tries_per_class, accept=lambda rec: bool(rec.get("first_candidate")))
     if len(pairs) < n_pairs:
         raise ConfigError(f"only {len(pairs)} of {n_pairs} originals got any proposal from cfe={cfg.cfe.name}")
     for _, rec in pairs:
