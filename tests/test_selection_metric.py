@@ -23,7 +23,8 @@ def test_dataset_teacher_training_overrides_the_models_and_changes_the_teacher(t
     plain = make_cfg(tmp_path, ["dataset=cola_local", "dataset.teacher_training.epochs=1"])
     more = make_cfg(tmp_path, ["dataset=cola_local"])  # cola asks for 3 epochs
     assert teacher_training(more).epochs == 3 and teacher_training(plain).epochs == 1
-    assert teacher_training(more).train_cap == more.model.teacher_training.train_cap  # the rest is the model's
+    assert teacher_training(more).train_cap is None  # cola trains on its whole train set
+    assert teacher_training(more).lr == more.model.teacher_training.lr  # the rest is the model's
     assert teacher_key(more) != teacher_key(plain)
     # an override equal to the model's own setting is no change: deberta_v3 already trains 3 epochs
     hub = make_cfg(tmp_path, ["model=deberta_v3", "dataset=cola"])
