@@ -187,12 +187,11 @@ class OriginalSearch:
             fl = cfg.fluency_weight * self.fluency(state)
             if self.flipped(p):  # -obj is the flip's margin over the original class (or to the target)
                 flips.append((abs(-obj - cfg.target_margin) + fl, state, text, p))
-            scored.append((obj + fl, state, text, p))
+            else:  # the beam: where the search goes one edit deeper if a guide rejects every flip
+                scored.append((obj + fl, state, text, p))
         if flips:
             self.flips = sorted(flips, key=lambda x: x[0])
             self.choose(self.flips[0])
-            # if a guide then rejects every flip (too disfluent), the search goes one edit deeper
-            scored = [x for x in scored if not self.flipped(x[3])]
         scored.sort(key=lambda x: x[0])
         if not flips and scored and (self.near is None or self.objective(scored[0][3]) < self.near[0]):
             self.near = (self.objective(scored[0][3]), scored[0][2], scored[0][3])

@@ -82,7 +82,8 @@ class LMGuide:
             pool = 3 * max(self.proposals, self.insertions) * (3 if self.same_pos else 1)  # the POS filter thins it
             words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], pool,
                                               self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
-            subs = [w for w in words if not self.same_pos or self._pos(w) == self._pos(core)]
+            pos = self._pos(core) if self.same_pos else None
+            subs = [w for w in words if not self.same_pos or self._pos(w) == pos]
             for w in subs[:self.proposals]:
                 new = case_like(w, core)
                 label = f"{core} -> {new}"
