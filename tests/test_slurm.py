@@ -46,7 +46,8 @@ def slurm(tmp_path_factory):
 def _job_env(slurm):
     # sbatch exports the submitting environment to the tasks (--export=ALL): one thread each
     return {**slurm, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-            "WANDB_MODE": "offline", "WANDB_SILENT": "true", "COD_SHARED_FS": "auto"}
+            "WANDB_MODE": "offline", "WANDB_SILENT": "true", "COD_SHARED_FS": "auto",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), slurm.get("PYTHONPATH")]))}
 
 
 def _squeue(env):
@@ -90,23 +91,24 @@ def test_slurm_multirun_kill_relaunch_report(slurm, tmp_path):
     assert tlog.count("training teacher") == 1, tlog[-3000:]
     _log(f"stage=teacher: 1 SLURM job, teacher trained once ({time.time() - t0:.0f} s)")
 
-    # stage 2: 4 students (k × method) as one array; kill one running task mid-run
+    # stage 2: 4 students (k × method) as one array; the first task to start is held (a Hydra
+    # callback from tests/slurm_hold.py) and killed with scancel while it runs
+    hold = tmp_path / "hold"
     students = [*python, *common, "k=4,8", "method=kd,finetune", f"hydra.sweep.dir={sweep}"]
+    held = [*students, "+hydra.callbacks.hold._target_=tests.slurm_hold.HoldFirstJob",
+            f"+hydra.callbacks.hold.hold_dir={hold}"]
     t0 = time.time()
-    first = subprocess.Popen(students, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(held, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.time() + 600
     while killed is None and time.time() < deadline and first.poll() is None:
-        done = _finished_tasks(sweep)
-        for jid, state in _squeue(env):
-            started = "".join(p.read_text(errors="replace") for p in (sweep / ".submitit" / jid).glob("*_log.*")) \
-                if (sweep / ".submitit" / jid).exists() else ""
-            # a task that is running but has not reached training yet (KillWait=2 s < what it has left)
-            if "_" in jid and state == "RUNNING" and jid not in done and done and "student tiny-student" not in started:
+        if (hold / "held").exists():
+            jid = (hold / "held").read_text()
+            if [jid, "RUNNING"] in _squeue(env):
+                done = _finished_tasks(sweep)
                 subprocess.run(["scancel", jid], env=env, check=True)
                 killed = jid
-                _log(f"scancel {jid} while running (before its training step); finished before: {sorted(done)}")
-                break
+                _log(f"scancel {jid} while running (held at job start); finished before: {sorted(done)}")
         time.sleep(0.2)
     out, err = first.communicate(timeout=600)
     assert killed is not None, "no task was running after a first job finished: " + err[-2000:]
