@@ -16,10 +16,11 @@ from omegaconf import DictConfig
 from cod_pipeline import ConfigError
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.evaluation import metrics, selection_score
+from cod_pipeline.jobs import timed
 from cod_pipeline.losses import WeightedSum, build_loss
 from cod_pipeline.models.backbone import Classifier, predict
 from cod_pipeline.models.lightning import StudentModule
-from cod_pipeline.training import fit, global_rank
+from cod_pipeline.training import fit, global_rank, job_device
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,15 @@ def check_config(cfg: DictConfig) -> None:
 def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=None):
     """Seed, build, bind the loss, cache teacher outputs, fit; returns the selected student and its info."""
     st, selection = cfg.model.student_training, cfg.model.student_training.selection
+    seconds: dict[str, float] = {}  # where a job's student stage goes (benchmarks/bench_sweep.py)
     pl.seed_everything(cfg.seed, verbose=False)  # python, numpy and torch: the init and dropout of this seed
-    student = build_student(cfg, splits)
-    loss = build_loss(cfg.method.loss, student, teacher.model)
+    with timed(seconds, "build"):
+        student = build_student(cfg, splits)
+        loss = build_loss(cfg.method.loss, student, teacher.model)
     per_step = bool(cfg.method.get("teacher_forward_every_step", False)) and bool(loss.needs)
-    if not per_step:
-        rows = with_teacher_outputs(rows, teacher.model, loss, st.eval_batch_size)
+    with timed(seconds, "teacher_outputs"):
+        if not per_step:
+            rows = with_teacher_outputs(rows, teacher.model, loss, st.eval_batch_size)
     collate = Collate(student.tokenize, teacher.model.tokenize if per_step else None)
     dm = FewShotDataModule(rows, validation_rows(cfg, splits, teacher) if selection != "last" else [],
                            collate, st.batch_size, st.eval_batch_size, cfg.seed)
@@ -50,14 +54,15 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
                            weight_decay=st.weight_decay, warmup_ratio=st.warmup_ratio, total_steps=steps,
                            head_lr=st.get("head_lr"), freeze_embeddings=st.get("freeze_embeddings", False),
                            val_target="teacher" if selection == "agreement" else "label", val_metric=val_metric)
-    info = {}
+    info = {"seconds": seconds}
     if not global_rank():  # under DDP the other ranks only join the fit: rank 0 logs and scores it
         log.info("student %s: %d training rows, %d steps, selection=%s, loss=%s", cfg.model.student.name,
                  len(rows), steps, selection, " + ".join(f"{t.weight:g}·{n}" for n, t in loss.terms.items()))
         if dm.val_rows:
             info["val_score_at_init"] = score_at_init(student, dm.val_rows, selection, val_metric)
-    info |= fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
-                workdir=cfg.paths.output_dir)
+    with timed(seconds, "fit"):
+        info |= fit(module, dm, cfg.trainer, steps, st.eval_every if selection != "last" else None, loggers,
+                    workdir=cfg.paths.output_dir)
     info["selection"] = selection
     info["val_size"] = len(dm.val_rows)
     return student, info
@@ -66,7 +71,7 @@ def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=No
 def evaluate(cfg: DictConfig, splits, teacher, student: Classifier) -> tuple[dict, dict]:
     """Test metrics (with agreement to the teacher) and held-out validation metrics."""
     test_logits, _ = predict(student, splits.test["text"].tolist(), cfg.model.student_training.eval_batch_size,
-                             progress="student: test")
+                             progress="student: test", device=job_device(cfg.trainer))  # then held-out val there too
     test = metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(), splits.num_classes,
                    teacher_pred=teacher.test_probs.argmax(-1))
     save_outputs(cfg, splits, teacher, student, test_logits)

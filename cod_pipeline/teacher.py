@@ -31,7 +31,7 @@ from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
 from cod_pipeline.models.backbone import Classifier, predict
 from cod_pipeline.models.lightning import TeacherModule
-from cod_pipeline.training import fit, global_rank, last_checkpoint
+from cod_pipeline.training import fit, global_rank, job_device, last_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     _check_labels(meta["label_names"], splits, path)
     model = build_teacher_model(cfg, len(meta["label_names"]))
     model.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
-    model.eval()
+    model.eval().to(job_device(cfg.trainer))  # scores CFE candidates and training rows where the job runs
     probs = torch.load(path / "probs.pt")
     if len(probs["test"]) != len(splits.test) or len(probs["val"]) != len(splits.validation):
         raise ConfigError(f"teacher at {path} was scored on another test split; delete it to retrain")
@@ -228,9 +228,11 @@ def _predict_and_save(cfg: DictConfig, splits: Splits, model: Classifier, info: 
     predictions on validation and test, weights and meta."""
     if (work / "logs").is_dir():
         shutil.copytree(work / "logs", out / "logs")  # logs/version_0/, as when the fit ran in ``out``
-    tc = teacher_training(cfg)
-    val_logits, _ = predict(model, splits.validation["text"].tolist(), tc.eval_batch_size, progress="teacher: validation")
-    test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test")
+    tc, device = teacher_training(cfg), job_device(cfg.trainer)
+    val_logits, _ = predict(model, splits.validation["text"].tolist(), tc.eval_batch_size, progress="teacher: validation",
+                            device=device)
+    test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test",
+                             device=device)
     test_pred = test_logits.argmax(-1).numpy()
     meta = {"name": cfg.model.teacher.name, "label_names": splits.label_names, "training": info,
             "test": metrics(splits.test["label"].to_numpy(), test_pred, splits.num_classes),

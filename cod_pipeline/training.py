@@ -26,6 +26,18 @@ def global_rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
+def job_device(trainer_cfg) -> torch.device:
+    """Where a job's inference runs (teacher scoring, CFE search, evaluation): the device the
+    trainer config asks for, not whatever the machine happens to have (``trainer=cpu`` on a GPU
+    node stays on the CPU)."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if accelerator == "mps":
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 LAST_CKPT = "last.ckpt"
 
 

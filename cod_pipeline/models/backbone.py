@@ -233,14 +233,16 @@ def load_classifier(num_labels: int, path: str, layers_path: str = "encoder.laye
 
 @torch.no_grad()
 def predict(model: Classifier, texts: list[str], batch_size: int = 64, hidden_layers=None,
-            progress: str | None = None) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+            progress: str | None = None, device: torch.device | str | None = None
+            ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Logits (and pooled hidden states of ``hidden_layers``) for many texts, length-sorted
-    batches for CPU speed, returned in input order."""
+    batches for CPU speed, returned in input order. On ``device`` (the model is moved there), or
+    where the model already is: never a device the job did not ask for."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     logits, hiddens = [None] * len(texts), [None] * len(texts)
