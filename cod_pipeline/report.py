@@ -871,37 +871,34 @@ def _tex(s: str) -> str:
 
 
 def render_latex(agg: pd.DataFrame) -> str:
-    """One LaTeX ``table`` per dataset (booktabs rules, caption, label
-    ``tab:cod-<dataset>``), best reproduced cell per k column in bold."""
+    """One LaTeX ``table`` per dataset through pandas' ``Styler.to_latex`` (booktabs rules,
+    caption, label ``tab:cod-<dataset>``), best reproduced cell per k column in bold."""
     if agg.empty:
         return "% no results\n"
     blocks, with_n = _blocks(agg)
-    lines = [r"% requires \usepackage{booktabs}"]
+    out = [r"% requires \usepackage{booktabs}"]
     for b in blocks:
         notes = " ".join(_notes(agg, with_n, [b])).replace(" (cod_pipeline/reference/README.md)", "")
         ks = b["ks"]
         label = "tab:cod-" + "".join(c if c.isalnum() else "-" for c in str(b["dataset"]))
         caption = (f"{b['dataset']}: student {b['metric']} (×100), teacher {b['teacher']}. {notes} "
                    f"Bold: best reproduced variant per k.")
-        lines += [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex(caption) + "}", r"\label{" + label + "}",
-                  r"\begin{tabular}{l" + "r" * len(ks) + "}", r"\toprule",
-                  " & ".join(["Variant"] + [f"$k={k}$" for k in ks]) + r" \\", r"\midrule"]
         best = _best(b["rows"], len(ks))
+        body, props = [], []  # cells escaped here (unicode → LaTeX); Styler only adds the markup
         for i, (var, cells, kind, _) in enumerate(b["rows"]):
-            v = _tex(var)
             cs = [_tex(c) for c in cells]
+            body.append([(r"\quad " if kind == "paper" else "") + _tex(var)] + cs)
             if kind == "gain":
-                v = r"\textit{" + v + "}"
-                cs = [r"\textit{" + c + "}" if c != "--" else c for c in cs]
+                props.append(["textit: --rwrap;"] + ["textit: --rwrap;" if c != "--" else "" for c in cs])
             elif kind == "paper":
-                v = r"\quad\textit{" + v + "}"
+                props.append(["textit: --rwrap;"] + [""] * len(cs))
             else:
-                if i:
-                    lines.append(r"\addlinespace")
-                cs = [r"\textbf{" + c + "}" if i in best[j] else c for j, c in enumerate(cs)]
-            lines.append(" & ".join([v] + cs) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+                props.append([""] + ["textbf: --rwrap;" if i in best[j] else "" for j in range(len(cs))])
+        frame = pd.DataFrame(body, columns=["Variant"] + [f"$k={k}$" for k in ks])
+        styled = frame.style.hide(axis="index").apply(lambda _: pd.DataFrame(props, columns=frame.columns), axis=None)
+        out.append(styled.to_latex(caption=_tex(caption), label=label, position="t", position_float="centering",
+                                   hrules=True, column_format="l" + "r" * len(ks)))
+    return "\n".join(out)
 
 
 def _slug(s: str) -> str:
