@@ -16,7 +16,7 @@ export TOKENIZERS_PARALLELISM = false
 
 .PHONY: help install install-test demo test test-all local-llm report table-cpu table-deberta table-qwen \
 	table-ablation moons fisher proximity bench bench-cfe-quality bench-cod-tasks bench-local-llm \
-	bench-lexicon clean
+	bench-lexicon bench-sweep bench-predict clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -95,7 +95,7 @@ fisher: install ## Theorem 1: logistic teacher, estimation error and Fisher info
 proximity: install ## teacher margins on originals, search CFEs, LLM CFEs (cached), random edits
 	$(RUN) experiment=proximity
 
-bench: bench-distill bench-cfe bench-e2e bench-sst2 bench-cfe-quality bench-cod-tasks bench-lexicon ## every benchmark; figures in benchmarks/results/*.md
+bench: bench-distill bench-cfe bench-e2e bench-sst2 bench-cfe-quality bench-cod-tasks bench-lexicon bench-sweep bench-predict ## every benchmark; figures in benchmarks/results/*.md
 
 bench-distill: install ## cached teacher outputs vs per-step teacher forward (k=64)
 	$(BIN)/python benchmarks/bench_distill.py
@@ -105,6 +105,12 @@ bench-cfe: install-test ## OpenAI backend 1 vs 16 in flight (200 ms latency), ca
 
 bench-e2e: install ## wall time and peak RSS of the default job, cold and warm
 	$(BIN)/python benchmarks/bench_e2e.py
+
+bench-sweep: install ## a 4-job sweep's cost per job, cold and warm: imports, loads, teacher outputs, fit, evaluation
+	$(BIN)/python benchmarks/bench_sweep.py
+
+bench-predict: install ## the pipeline's predict() vs Lightning's trainer.predict: one large call, many small ones
+	$(BIN)/python benchmarks/bench_predict.py
 
 bench-sst2: install ## KD vs KD+CoD on local SST-2 (../shared/data/sst2), k=8..64, 5 seeds
 	$(BIN)/python benchmarks/bench_sst2.py

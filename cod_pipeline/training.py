@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import tempfile
 import time
 import warnings
@@ -101,11 +100,10 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, trainer_
         info = {"steps": int(trainer.global_step), "selection": "val" if select_on_val else "last",
                 "fit_s": time.perf_counter() - t0}
         if select_on_val and ckpt.best_model_path:
-            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-            module.load_state_dict(state)
+            best = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+            module.load_state_dict(best["state_dict"])
             info["best_val_score"] = float(ckpt.best_model_score)
-            step = re.search(r"step=(\d+)", Path(ckpt.best_model_path).stem)  # "-v1" after a resume's rerun of a step
-            info["best_step"] = int(step.group(1)) if step else None
+            info["best_step"] = int(best["global_step"])  # the step Lightning saved it at (not its file name)
             # every rank reads the file rank 0 saved in its temp folder: rank 0 must not delete it first
             trainer.strategy.barrier("cod_pipeline.fit: best checkpoint restored")
     module.eval()

@@ -130,6 +130,7 @@ def test_fluency_gate_rejects_flips_that_read_worse(sentiment_cfg):
     texts = splits.train["text"].iloc[:12].tolist()
     labels = teacher.probs(texts).argmax(-1).tolist()
     lm = LanguageModel()
+    assert lm._load()[0] is LanguageModel(batch_size=4)._load()[0]  # loaded once per process, shared by jobs
     descriptions = ["a negative review", "a positive review"]
     drop = lambda r: r.lm_logprob_original - r.lm_logprob  # noqa: E731
 

@@ -7,6 +7,7 @@ build is needed. It is loaded on first use: a run whose CFEs are all cached neve
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -63,6 +64,25 @@ class WordSlot:
     start: int
 
 
+@functools.lru_cache(maxsize=2)
+def _load_gguf(path: str):
+    """The dequantized model and its tokenizer, once per process: the jobs of one sweep (basic
+    launcher) share it instead of each loading it again. Only read (eval, no_grad) by its users."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = Path(path)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the GGUF dequantisation logs every tensor
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    log.info("CFE language model: %s (%.0fM parameters)", path.name, sum(p.numel() for p in model.parameters()) / 1e6)
+    return model, tok
+
+
 class LanguageModel:
     """Mean token log-probability of texts, and next-word distributions at word starts."""
 
@@ -80,20 +100,7 @@ class LanguageModel:
 
     def _load(self):
         if self._model is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-
-            path = Path(find_gguf(self.gguf))
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # the GGUF dequantisation logs every tensor
-            try:
-                self._tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-                self._model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                                   dtype=torch.float32).eval()
-            finally:
-                hf_logging.set_verbosity(verbosity)
-            log.info("CFE language model: %s (%.0fM parameters)", path.name,
-                     sum(p.numel() for p in self._model.parameters()) / 1e6)
+            self._model, self._tok = _load_gguf(find_gguf(self.gguf))
         return self._model, self._tok
 
     def _vocabulary(self):
