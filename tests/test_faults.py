@@ -151,18 +151,31 @@ def test_run_py_against_a_closed_port_exits_2_before_the_teacher(tmp_path):
 
 
 def test_ctrl_c_in_llm_generation_is_not_a_chain_of_tracebacks():
-    import _thread
+    import os
+    import signal
 
-    with FakeOpenAIServer(latency_s=5.0) as srv:
-        cfg = LLMConfig(model="fake-model", base_url=srv.base_url, api_key_env=KEY_ENV, timeout_s=10)
+    with FakeOpenAIServer(latency_s=30.0) as srv:
+        cfg = LLMConfig(model="fake-model", base_url=srv.base_url, api_key_env=KEY_ENV, timeout_s=60)
         proposer = OpenAIProposer(cfg, task_prompt("sentiment"))
-        timer = threading.Timer(0.5, _thread.interrupt_main)
-        timer.start()
+        done = threading.Event()
+
+        def interrupt_once_in_flight():  # a real SIGINT (Ctrl-C) while a request waits at the server
+            deadline = time.time() + 30
+            while not done.is_set() and time.time() < deadline:
+                if srv.in_flight:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=interrupt_once_in_flight, daemon=True)
+        watcher.start()
         try:
             with pytest.raises(KeyboardInterrupt) as ei:
-                proposer.propose([PromptItem("it was good .", "positive", "negative")] * 2)
+                out = proposer.propose([PromptItem("it was good .", "positive", "negative")] * 2)
+                pytest.fail(f"propose returned without the interrupt: {[p.rejection for p in out]}")
         finally:
-            timer.cancel()
+            done.set()
+            watcher.join(5)
     assert ei.value.__cause__ is None and ei.value.__suppress_context__
 
 
