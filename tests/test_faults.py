@@ -167,15 +167,20 @@ def test_ctrl_c_in_llm_generation_is_not_a_chain_of_tracebacks():
                     return
                 time.sleep(0.01)
 
+        # Python's own Ctrl-C handler, which asyncio.run replaces by its task-cancelling one; a
+        # handler left by an earlier test in the session would otherwise decide what SIGINT does
+        handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         watcher = threading.Thread(target=interrupt_once_in_flight, daemon=True)
         watcher.start()
         try:
             with pytest.raises(KeyboardInterrupt) as ei:
                 out = proposer.propose([PromptItem("it was good .", "positive", "negative")] * 2)
-                pytest.fail(f"propose returned without the interrupt: {[p.rejection for p in out]}")
+                pytest.fail(f"propose returned without the interrupt: {[p.rejection for p in out]}; "
+                            f"SIGINT handler before the test: {handler!r}")
         finally:
             done.set()
             watcher.join(5)
+            signal.signal(signal.SIGINT, handler)
     assert ei.value.__cause__ is None and ei.value.__suppress_context__
 
 
