@@ -167,8 +167,9 @@ def test_ctrl_c_in_llm_generation_is_not_a_chain_of_tracebacks():
                     return
                 time.sleep(0.01)
 
-        # Python's own Ctrl-C handler, which asyncio.run replaces by its task-cancelling one; a
-        # handler left by an earlier test in the session would otherwise decide what SIGINT does
+        # Python's own Ctrl-C handler, which asyncio.run replaces by its task-cancelling one. A
+        # pytest started in the background (`make test &`) inherits SIGINT ignored, and then
+        # asyncio.run installs nothing and the signal is dropped
         handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         watcher = threading.Thread(target=interrupt_once_in_flight, daemon=True)
         watcher.start()
