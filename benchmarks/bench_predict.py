@@ -9,20 +9,19 @@ import time
 from common import ROOT, md_table, write  # noqa: F401 (ROOT: puts the repo on sys.path)
 
 
-class Wrap:  # built lazily so that the import of this file stays cheap
-    @staticmethod
-    def module(model):
-        import pytorch_lightning as pl
+def predict_module(model):
+    """``model`` as a LightningModule whose ``predict_step`` returns its logits."""
+    import pytorch_lightning as pl
 
-        class PredictModule(pl.LightningModule):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+    class PredictModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-            def predict_step(self, batch, batch_idx):
-                return self.model(batch["input_ids"], batch["attention_mask"])[0]
+        def predict_step(self, batch, batch_idx):
+            return self.model(batch["input_ids"], batch["attention_mask"])[0]
 
-        return PredictModule()
+    return PredictModule()
 
 
 def lightning_predict(model, texts, batch_size):
@@ -33,10 +32,11 @@ def lightning_predict(model, texts, batch_size):
     loader = DataLoader(texts, batch_size=batch_size, collate_fn=model.tokenize)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
-    return torch.cat(trainer.predict(Wrap.module(model), loader))
+    return torch.cat(trainer.predict(predict_module(model), loader))
 
 
-def timed(fn, repeat: int) -> float:
+def timed(fn, repeat: int):
+    """Mean seconds per call over ``repeat`` calls, and the last call's output."""
     t0 = time.perf_counter()
     for _ in range(repeat):
         out = fn()
@@ -51,11 +51,13 @@ def main():
 
     from cod_pipeline.data import load_splits
     from cod_pipeline.models.backbone import predict
+    from cod_pipeline.student import build_student
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     cfg = compose([])
-    model = __import__("hydra").utils.instantiate(cfg.model.student, num_labels=2, cache_dir=cfg.paths.cache_dir).eval()
-    texts = load_splits(cfg.dataset).test["text"].tolist()
+    splits = load_splits(cfg.dataset)
+    model = build_student(cfg, splits).eval()
+    texts = splits.test["text"].tolist()
     rows = []
     for what, batch, repeat, bs in (("test split, one call", texts, 1, 128), ("48 candidates, one search call", texts[:48], 20, 64)):
         ours, a = timed(lambda: predict(model, batch, bs)[0], repeat)

@@ -29,8 +29,7 @@ def sweep(env: dict, out: Path) -> tuple[float, list[dict]]:
     cmd = [sys.executable, "run.py", "-m", *SWEEP, "compare=[]", "logger=none", "resume=false",
            "trainer.enable_progress_bar=false", f"hydra.sweep.dir={out}"]
     t0 = time.time()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wall = time.time() - t0
+    wall = seconds(cmd, env)
     jobs = sorted(out.rglob("result.json"), key=lambda p: p.stat().st_mtime)
     results, last = [], t0
     for p in jobs:
@@ -59,9 +58,9 @@ def main():
                             "pairing, pytorch_lightning, transformers"], env)
         for run in ("cold", "warm"):
             wall, results = sweep(env, Path(cache) / f"sweep-{run}")
-            walls.append({"run": run, "jobs": len(results), "sweep wall s": f"{wall:.1f}",
-                          "Σ fit s": f"{sum(r['student']['seconds']['fit'] for r in results):.1f}",
-                          "fit share": f"{sum(r['student']['seconds']['fit'] for r in results) / wall:.0%}"})
+            fit_s = sum(r["student"]["seconds"]["fit"] for r in results)
+            walls.append({"run": run, "jobs": len(results), "sweep wall s": f"{wall:.1f}", "Σ fit s": f"{fit_s:.1f}",
+                          "fit share": f"{fit_s / wall:.0%}"})
             rows += [job_row(run, r, i == 0) for i, r in enumerate(results)]
     cmd = " ".join(["python run.py -m", *SWEEP, "compare=[]"])
     body = (f"`{cmd}` (rotten_tomatoes, minilm, KD+CoD with cfe=lm_search), one process (Hydra's basic launcher), in "
