@@ -887,7 +887,8 @@ def render_latex(agg: pd.DataFrame) -> str:
         body, props = [], []  # cells escaped here (unicode → LaTeX); Styler only adds the markup
         for i, (var, cells, kind, _) in enumerate(b["rows"]):
             cs = [_tex(c) for c in cells]
-            body.append([(r"\quad " if kind == "paper" else "") + _tex(var)] + cs)
+            lead = r"\quad " if kind == "paper" else r"\addlinespace " if kind == "variant" and i else ""
+            body.append([lead + _tex(var)] + cs)  # \addlinespace first in a row: space before each variant
             if kind == "gain":
                 props.append(["textit: --rwrap;"] + ["textit: --rwrap;" if c != "--" else "" for c in cs])
             elif kind == "paper":
