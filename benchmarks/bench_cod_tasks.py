@@ -7,9 +7,11 @@ of steps, so the two runs are the same run; it is trained once, as KD at k/2.
     python benchmarks/bench_cod_tasks.py --datasets tweets,subjectivity --ks 8,16 --seeds 0,1,2,3,4
     python benchmarks/bench_cod_tasks.py --report-only
     python benchmarks/bench_cod_tasks.py --tag same_pos --datasets subjectivity --ks 8,16,32 cfe.lm.same_pos=true
+    python benchmarks/bench_cod_tasks.py --tag near_flip --ks 8,16,32 augment.on_failure=near_flip
 
 ``--tag`` keeps a variant's runs and table apart (``logs/bench_cod_tasks_<tag>``,
-``results/bench_cod_tasks_<tag>.md``); KD runs are shared through the results cache.
+``results/bench_cod_tasks_<tag>.md``); KD runs are shared through the results cache, and ``augment.*``
+overrides go to the CoD jobs only.
 """
 from __future__ import annotations
 
@@ -32,10 +34,10 @@ def run(dataset: str, ks: list[int], seeds: str, cfe: str, extra: list[str], swe
     common = [sys.executable, "run.py", "-m", f"dataset={dataset}", f"seed={seeds}", "compare=[]", "logger=none",
               f"cfe={cfe}", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
               "hydra.sweep.subdir=${dataset.name}/${augment.name}/k${k}/seed${seed}", *extra]
-    halves = sorted({k // 2 for k in ks} - set(ks))
-    jobs = [[f"k={','.join(map(str, ks))}", "augment=none,cod"]]
-    if halves:
-        jobs.append([f"k={','.join(map(str, halves))}", "augment=none"])
+    cod_only = [o for o in extra if o.lstrip("+~").startswith("augment.")]  # KD has no such keys
+    common = [o for o in common if o not in cod_only]
+    kd_ks = sorted(set(ks) | {k // 2 for k in ks})
+    jobs = [[f"k={','.join(map(str, kd_ks))}", "augment=none"], [f"k={','.join(map(str, ks))}", "augment=cod", *cod_only]]
     for job in jobs:
         subprocess.run(common + job, cwd=ROOT, check=True, env=env)
 
