@@ -55,10 +55,12 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
     from cod_pipeline.stats import paired_gain_by_seed
 
     res = load(sweep_dir(tag))
-    score = {}
+    score, val = {}, {}
     for r in res:
-        m = r["primary_metric"]
-        score[(r["dataset"], r["augment"], r["k"], r["seed"])] = 100 * r["student"]["test"][m]
+        m, key = r["primary_metric"], (r["dataset"], r["augment"], r["k"], r["seed"])
+        score[key] = 100 * r["student"]["test"][m]
+        if m in r["student"].get("validation", {}):  # held-out validation: what a choice of default reads
+            val[key] = 100 * r["student"]["validation"][m]
     rows, quality = [], []
     for ds in sorted({r["dataset"] for r in res}):
         metric = next(r["primary_metric"] for r in res if r["dataset"] == ds)
@@ -66,15 +68,17 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
         for k in sorted({r["k"] for r in res if r["dataset"] == ds and r["augment"] == "cod"}):
             if ks and k not in ks:
                 continue
-            get = lambda aug, kk: {s: v for (d, a, k_, s), v in score.items() if (d, a, k_) == (ds, aug, kk)}  # noqa: E731
+            get = lambda aug, kk, src=score: {s: v for (d, a, k_, s), v in src.items()  # noqa: E731
+                                               if (d, a, k_) == (ds, aug, kk)}
             kd, half, cod = get("none", k), get("none", k // 2), get("cod", k)
             g, gh = paired_gain_by_seed(cod, kd), paired_gain_by_seed(cod, half)
+            gv = paired_gain_by_seed(get("cod", k, val), get("none", k, val))
             fmt = lambda d: f"{_mean(d):.1f} ± {_std(d):.1f}" if d else "—"  # noqa: E731
             ci = lambda x: (f"{x['mean']:+.1f} [{x['lo']:+.1f}, {x['hi']:+.1f}] {x['wins']}/{x['n']}"  # noqa: E731
                             if x["n"] else "—")
             rows.append({"dataset": f"{ds} ({metric})", "teacher": f"{teacher:.1f}", "k": k, "KD": fmt(kd),
                          "KD(k/2)": fmt(half), "KD+CoD": fmt(cod), "CoD − KD [95% t CI] wins": ci(g),
-                         "CoD − KD(k/2)": ci(gh), "seeds": len(cod)})
+                         "CoD − KD(k/2)": ci(gh), "CoD − KD, held-out val": ci(gv), "seeds": len(cod)})
             cfe = [r["student"] and r["cfe"] for r in res if (r["dataset"], r["augment"], r["k"]) == (ds, "cod", k)]
             cfe = [c for c in cfe if c]
             if cfe:
@@ -83,10 +87,12 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
                                 "edited words": f"{avg('edited_words_mean'):.2f}",
                                 "fluency drop": _f(avg("fluency_drop_mean")),
                                 "margin orig → CFE": f"{avg('margin_original_mean'):.2f} → {avg('margin_cfe_mean'):.2f}",
-                                "unpaired originals / run": f"{avg('unpaired_originals'):.2f}"})
+                                "unpaired originals / run": f"{avg('unpaired_originals'):.2f}",
+                                "near-flip pairs / run": _f(avg("near_flips"))})
     body = ("Student test score (primary metric ×100), mean ± std over seeds; gains are paired by seed "
             "(same draw, same init): mean [95% CI, Student t, n−1 df] and seeds where CoD won. "
-            "KD(k/2) at k is KD at k/2 (nested draws, fixed steps: the same run).\n\n"
+            "KD(k/2) at k is KD at k/2 (nested draws, fixed steps: the same run). The last gain is on the "
+            "held-out validation texts that no selection saw: a choice between variants reads that one.\n\n"
             + (md_table(rows) if rows else "no results yet") + "\n\n## CFE quality (cfe=lm_search)\n\n"
             + (md_table(quality) if quality else "—") + "\n")
     write("bench_cod_tasks" + (f"_{tag}" if tag else ""),
