@@ -55,12 +55,7 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
     from cod_pipeline.stats import paired_gain_by_seed
 
     res = load(sweep_dir(tag))
-    score, val = {}, {}
-    for r in res:
-        m, key = r["primary_metric"], (r["dataset"], r["augment"], r["k"], r["seed"])
-        score[key] = 100 * r["student"]["test"][m]
-        if m in r["student"].get("validation", {}):  # held-out validation: what a choice of default reads
-            val[key] = 100 * r["student"]["validation"][m]
+    score, val = scores(res)
     rows, quality = [], []
     for ds in sorted({r["dataset"] for r in res}):
         metric = next(r["primary_metric"] for r in res if r["dataset"] == ds)
@@ -94,10 +89,45 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
             "KD(k/2) at k is KD at k/2 (nested draws, fixed steps: the same run). The last gain is on the "
             "held-out validation texts that no selection saw: a choice between variants reads that one.\n\n"
             + (md_table(rows) if rows else "no results yet") + "\n\n## CFE quality (cfe=lm_search)\n\n"
-            + (md_table(quality) if quality else "—") + "\n")
+            + (md_table(quality) if quality else "—") + "\n"
+            + (versus_default(score, val) if tag else ""))
     write("bench_cod_tasks" + (f"_{tag}" if tag else ""),
           "CoD beyond movie reviews: KD vs KD(k/2) vs KD+CoD, paired seeds" + (f" ({tag})" if tag else ""), body,
           command)
+
+
+def scores(res: list[dict]) -> tuple[dict, dict]:
+    """Test and held-out validation scores (×100) keyed (dataset, augment, k, seed)."""
+    score, val = {}, {}
+    for r in res:
+        m, key = r["primary_metric"], (r["dataset"], r["augment"], r["k"], r["seed"])
+        score[key] = 100 * r["student"]["test"][m]
+        if m in r["student"].get("validation", {}):  # held-out validation: what a choice of default reads
+            val[key] = 100 * r["student"]["validation"][m]
+    return score, val
+
+
+def versus_default(score: dict, val: dict) -> str:
+    """A variant's KD+CoD against the default's (``logs/bench_cod_tasks``), paired by seed: on
+    held-out validation, which decides a default, and on test, which only reports it."""
+    from cod_pipeline.stats import paired_gain_by_seed
+
+    base_score, base_val = scores(load(SWEEP))
+    rows, total = [], {"val": 0.0, "test": 0.0}
+    for ds, k in sorted({(d, k) for d, a, k, _ in score if a == "cod"}):
+        cell = {"dataset": ds, "k": k}
+        for name, mine, base in (("val", val, base_val), ("test", score, base_score)):
+            pick = lambda src: {s: v for (d, a, k_, s), v in src.items() if (d, a, k_) == (ds, "cod", k)}  # noqa: E731
+            g = paired_gain_by_seed(pick(mine), pick(base))
+            cell[f"Δ {name} (wins/n)"] = f"{g['mean']:+.1f} ({g['wins']}/{g['n']})" if g["n"] else "—"
+            total[name] += g["mean"] if g["n"] else 0.0
+        rows.append(cell)
+    rows.append({"dataset": "**sum**", "k": "", "Δ val (wins/n)": f"**{total['val']:+.1f}**",
+                 "Δ test (wins/n)": f"{total['test']:+.1f}"})
+    return ("\n## Against the default's KD+CoD (`bench_cod_tasks.md`), paired by seed\n\n"
+            "Variant minus default, same seeds: held-out validation (500 texts no selection saw) decides; "
+            "test only reports. A cell with no change in the training rows is 0 by construction.\n\n"
+            + md_table(rows) + "\n")
 
 
 def sweep_dir(tag: str | None) -> Path:
