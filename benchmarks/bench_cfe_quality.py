@@ -8,6 +8,7 @@ positive drop is a less fluent CFE. Seconds per original count only CFEs generat
 
     python benchmarks/bench_cfe_quality.py [--datasets rotten_tomatoes,tweets] [--n 64]
     python benchmarks/bench_cfe_quality.py --generators search,lm_search,lm_search+cfe.lm.same_pos=true
+    python benchmarks/bench_cfe_quality.py --tag beam2 --datasets subjectivity --generators lm_search+cfe.search.beam_size=2
 
 A generator entry may carry overrides after ``+`` (an option's variant, shown as its own row).
 """
@@ -17,6 +18,7 @@ import argparse
 import os
 import random
 import statistics
+import sys
 
 from common import ROOT, compose, md_table, write
 
@@ -28,6 +30,7 @@ def main():
     ap.add_argument("--datasets", default="rotten_tomatoes,tweets,sst2_local,cola_local,subjectivity")
     ap.add_argument("--generators", default="search,lm_search")
     ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--tag", default=None, help="a variant's own table (results/bench_cfe_quality_<tag>.md)")
     args = ap.parse_args()
     os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
     os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
@@ -56,7 +59,7 @@ def main():
                          "fluency drop": f"{statistics.fmean(drop):.2f}" if len(drop) else "—",
                          "share drop > 1": f"{(drop > 1).mean():.2f}" if len(drop) else "—",
                          "s / original": f"{q['seconds'] / made:.2f}" if made else "cached"})
-            if gen == "lm_search":
+            if gen == next((g for g in args.generators.split(",") if g.split("+")[0] == "lm_search"), None):
                 names = splits.label_names
                 for r in random.Random(0).sample(recs, min(10, len(recs))):
                     samples.append({"dataset": cfg.dataset.name, "original": _cell(r["original"]),
@@ -66,8 +69,10 @@ def main():
     body = ("Validity: share of the originals tried whose CFE flips the teacher within the edit gate. "
             "Fluency drop: SmolLM2 mean token log-probability, original minus CFE (valid CFEs; lower is "
             "better). The teacher is each dataset's default (minilm) teacher.\n\n" + md_table(rows)
-            + "\n\n## 10 random lm_search CFEs per dataset\n\n" + (md_table(samples) if samples else "—") + "\n")
-    write("bench_cfe_quality", "CFE quality: search vs lm_search, 64 originals per dataset", body)
+            + "\n\n## 10 random CFEs per dataset, of the first lm_search entry\n\n" + (md_table(samples) if samples else "—") + "\n")
+    write("bench_cfe_quality" + (f"_{args.tag}" if args.tag else ""),
+          f"CFE quality: {', '.join(args.generators.split(','))}, {args.n} originals per dataset", body,
+          "python benchmarks/bench_cfe_quality.py " + " ".join(sys.argv[1:]))
 
 
 def _cell(text: str) -> str:
