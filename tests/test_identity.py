@@ -45,7 +45,8 @@ RUNTIME["local_gemma"] = RUNTIME["hybrid"] = RUNTIME["local_llm"]
 OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "cfe").glob("*.yaml") if not p.stem.startswith("_"))
 
 # run_hash of augment=cod with each option, recorded before the runtime settings moved under cfe.runtime
-# (search's is test_loss_terms.HASHES'): a change here throws away every cached CoD result of that option
+# (search's is test_loss_terms.HASHES'), under augment.on_failure=fill, the default then: a change here
+# throws away every cached CoD result of that option
 RUN_HASHES = {
     ("cfe=search",): "139fc56a47ef0c90",
     ("cfe=lm_search",): "4183176cc4a8e15b",
@@ -114,7 +115,14 @@ def test_no_runtime_key_moves_a_hash(tmp_path, option):
 
 @pytest.mark.parametrize("overrides", list(RUN_HASHES), ids=[" ".join(o) for o in RUN_HASHES])
 def test_run_hash_is_unchanged(tmp_path, overrides):
-    assert run_hash(make_cfg(tmp_path, ["augment=cod", *overrides])) == RUN_HASHES[overrides]
+    assert run_hash(make_cfg(tmp_path, ["augment=cod", "augment.on_failure=fill", *overrides])) == RUN_HASHES[overrides]
+
+
+def test_the_default_policy_is_its_own_identity(tmp_path):
+    """near_flip became the default; results cached under fill stay reachable by naming it."""
+    default = run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search"]))
+    assert default == run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search", "augment.on_failure=near_flip"]))
+    assert default != RUN_HASHES[("cfe=lm_search",)]
 
 
 def test_legacy_layout_puts_runtime_settings_back_as_shipped(tmp_path):

@@ -15,11 +15,11 @@ from tests.conftest import CONF, make_cfg
 def test_compare_arm_uses_the_apps_config_dir_and_defaults_list(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
-    (conf / "augment" / "mine.yaml").write_text("defaults:\n  - cod\n  - _self_\nname: mine\non_failure: near_flip\n")
+    (conf / "augment" / "mine.yaml").write_text("defaults:\n  - cod\n  - _self_\nname: mine\non_failure: fill\n")
     cfg = make_cfg(tmp_path, ["compare=[]"])
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         sub = with_augment(cfg, "mine", tmp_path / "arm")
-    assert sub.augment.name == "mine" and sub.augment.on_failure == "near_flip"
+    assert sub.augment.name == "mine" and sub.augment.on_failure == "fill"
     assert sub.augment.paired and sub.augment.cfe_loss == "ce_kl"  # from cod.yaml, via the defaults list
     assert sub.compare == [] and sub.paths.output_dir == str(tmp_path / "arm") and cfg.augment.name == "none"
 

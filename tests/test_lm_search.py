@@ -63,13 +63,15 @@ def test_cod_originals_are_the_kd_prefix(sentiment_cfg):
     ids = lambda idx: set(splits.train.iloc[list(idx)]["id"])  # noqa: E731
     originals = {r["id"] for r in rows if not r["is_cfe"]}
     assert ids(sampler.draw(4)) <= originals <= ids(sampler.draw(8))
-    assert len(rows) == 8 and q["unpaired_originals"] == len(originals) - 4
+    assert len(rows) == 8 and len(originals) - 4 == q["fill_originals"]  # near-flip partners are no originals
+    assert q["unpaired_originals"] == q["fill_originals"] + q["near_flips"]
 
 
 def test_failed_cfes_fill_from_kds_own_draw(sentiment_cfg):
     """No CFE passes a gate of 1% edits: every original stays, unpaired, and the budget is
     filled from KD's draw, so CoD's training set is exactly KD's."""
-    (rows, q), splits, sampler = _rows(sentiment_cfg("augment=cod", "cfe=search", "k=8", "cfe.max_edit_distance=0.01"))
+    (rows, q), splits, sampler = _rows(sentiment_cfg("augment=cod", "augment.on_failure=fill", "cfe=search", "k=8",
+                                                     "cfe.max_edit_distance=0.01"))
     assert q["unpaired_originals"] == 4 and q["fill_originals"] == 4
     assert {r["id"] for r in rows} == set(splits.train.iloc[list(sampler.draw(8))]["id"])
     assert not any(r["is_cfe"] for r in rows)

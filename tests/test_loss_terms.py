@@ -109,7 +109,7 @@ HASHES = {
     (): "5f25b0f80daaae0f",
     ("method=lwd",): "2414fa94524c32d4",
     ("method=finetune",): "71a12f7b331f1560",
-    ("augment=cod", "cfe=search"): "139fc56a47ef0c90",  # search was the default generator then
+    ("augment=cod", "augment.on_failure=fill", "cfe=search"): "139fc56a47ef0c90",  # the defaults then
     ("augment=half",): "28d607594a9c6a28",
     ("method=lwd", "method.layer_map=[[1,2],[2,4],[3,6]]"): "c9e1103f94acf8f4",
     ("method.alpha=0",): "f8cdd1fc9a6f6494",

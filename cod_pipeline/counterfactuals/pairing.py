@@ -96,9 +96,10 @@ def _row(rec_id, text, label, group, is_cfe, ce_weight=None) -> dict:
 
 def cod_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
     """k/2 originals and their CFEs. An original without a valid CFE is handled by
-    ``augment.on_failure``: ``fill`` keeps it unpaired and adds the next original of its class
-    from KD's own draw, unpaired; ``near_flip`` pairs it with the search's closest non-flip
-    (labelled by the teacher); ``replace`` swaps it for the next original that flips."""
+    ``augment.on_failure``: ``near_flip`` pairs it with the search's closest non-flip (labelled by
+    the teacher), or fills where there is none; ``fill`` keeps it unpaired and adds the next
+    original of its class from KD's own draw, unpaired; ``replace`` swaps it for the next original
+    that flips."""
     aug = cfg.augment
     n_pairs, policy = cfg.k // 2, aug.get("on_failure", "replace")
     ce_weight = None if aug.get("cfe_loss", "ce_kl") == "ce_kl" else 0.0  # kl: the CFE's hard label is not used
