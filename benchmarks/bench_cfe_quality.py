@@ -41,6 +41,7 @@ def main():
     from cod_pipeline.teacher import ensure_teacher
 
     lm = LanguageModel()
+    sampled = next((g for g in args.generators.split(",") if g.split("+")[0] == "lm_search"), None)  # its CFEs shown
     rows, samples = [], []
     for ds in args.datasets.split(","):
         for gen in args.generators.split(","):
@@ -59,7 +60,7 @@ def main():
                          "fluency drop": f"{statistics.fmean(drop):.2f}" if len(drop) else "—",
                          "share drop > 1": f"{(drop > 1).mean():.2f}" if len(drop) else "—",
                          "s / original": f"{q['seconds'] / made:.2f}" if made else "cached"})
-            if gen == next((g for g in args.generators.split(",") if g.split("+")[0] == "lm_search"), None):
+            if gen == sampled:
                 names = splits.label_names
                 for r in random.Random(0).sample(recs, min(10, len(recs))):
                     samples.append({"dataset": cfg.dataset.name, "original": _cell(r["original"]),

@@ -31,11 +31,11 @@ SHARED = ROOT.parent / "shared" / "data"
 def run(dataset: str, ks: list[int], seeds: str, cfe: str, extra: list[str], sweep: Path = SWEEP) -> None:
     env = {**os.environ, "SST2_DIR": os.environ.get("SST2_DIR", str(SHARED / "sst2")),
            "COLA_DIR": os.environ.get("COLA_DIR", str(SHARED / "cola"))}
+    cod_only = [o for o in extra if o.lstrip("+~").startswith("augment.")]  # KD has no such keys
     common = [sys.executable, "run.py", "-m", f"dataset={dataset}", f"seed={seeds}", "compare=[]", "logger=none",
               f"cfe={cfe}", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
-              "hydra.sweep.subdir=${dataset.name}/${augment.name}/k${k}/seed${seed}", *extra]
-    cod_only = [o for o in extra if o.lstrip("+~").startswith("augment.")]  # KD has no such keys
-    common = [o for o in common if o not in cod_only]
+              "hydra.sweep.subdir=${dataset.name}/${augment.name}/k${k}/seed${seed}",
+              *(o for o in extra if o not in cod_only)]
     kd_ks = sorted(set(ks) | {k // 2 for k in ks})
     jobs = [[f"k={','.join(map(str, kd_ks))}", "augment=none"], [f"k={','.join(map(str, ks))}", "augment=cod", *cod_only]]
     for job in jobs:
@@ -63,11 +63,10 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
         for k in sorted({r["k"] for r in res if r["dataset"] == ds and r["augment"] == "cod"}):
             if ks and k not in ks:
                 continue
-            get = lambda aug, kk, src=score: {s: v for (d, a, k_, s), v in src.items()  # noqa: E731
-                                               if (d, a, k_) == (ds, aug, kk)}
-            kd, half, cod = get("none", k), get("none", k // 2), get("cod", k)
+            kd, half, cod = (by_seed(score, ds, "none", k), by_seed(score, ds, "none", k // 2),
+                             by_seed(score, ds, "cod", k))
             g, gh = paired_gain_by_seed(cod, kd), paired_gain_by_seed(cod, half)
-            gv = paired_gain_by_seed(get("cod", k, val), get("none", k, val))
+            gv = paired_gain_by_seed(by_seed(val, ds, "cod", k), by_seed(val, ds, "none", k))
             fmt = lambda d: f"{_mean(d):.1f} ± {_std(d):.1f}" if d else "—"  # noqa: E731
             ci = lambda x: (f"{x['mean']:+.1f} [{x['lo']:+.1f}, {x['hi']:+.1f}] {x['wins']}/{x['n']}"  # noqa: E731
                             if x["n"] else "—")
@@ -107,6 +106,11 @@ def scores(res: list[dict]) -> tuple[dict, dict]:
     return score, val
 
 
+def by_seed(src: dict, dataset: str, augment: str, k: int) -> dict:
+    """One cell's scores of :func:`scores`, keyed by seed (what the paired gains pair on)."""
+    return {s: v for (d, a, k_, s), v in src.items() if (d, a, k_) == (dataset, augment, k)}
+
+
 def versus_default(score: dict, val: dict) -> str:
     """A variant's KD+CoD against the default's (``logs/bench_cod_tasks``), paired by seed: on
     held-out validation, which decides a default, and on test, which only reports it."""
@@ -117,8 +121,7 @@ def versus_default(score: dict, val: dict) -> str:
     for ds, k in sorted({(d, k) for d, a, k, _ in score if a == "cod"}):
         cell = {"dataset": ds, "k": k}
         for name, mine, base in (("val", val, base_val), ("test", score, base_score)):
-            pick = lambda src: {s: v for (d, a, k_, s), v in src.items() if (d, a, k_) == (ds, "cod", k)}  # noqa: E731
-            g = paired_gain_by_seed(pick(mine), pick(base))
+            g = paired_gain_by_seed(by_seed(mine, ds, "cod", k), by_seed(base, ds, "cod", k))
             cell[f"Δ {name} (wins/n)"] = f"{g['mean']:+.1f} ({g['wins']}/{g['n']})" if g["n"] else "—"
             total[name] += g["mean"] if g["n"] else 0.0
         rows.append(cell)
