@@ -54,7 +54,7 @@ class Teacher:
 
     def probs(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         logits, _ = predict(self.model, texts, batch_size)
-        return torch.softmax(logits, -1).numpy()
+        return torch.softmax(logits.float(), -1).numpy()  # float: a bf16 screen (cfe.search.screen_dtype) too
 
 
 def teacher_key(cfg: DictConfig) -> dict:

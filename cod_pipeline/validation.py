@@ -124,6 +124,7 @@ RULES: dict[str, Rule] = {
     "dataset.test_size": positive_int(),
     "dataset.test_cap": positive_int(nullable=True),
     "cfe.max_edit_distance": Rule("number", lo=0, hi=1, lo_open=True),
+    "cfe.free_edit_words": count(),
     "cfe.min_margin": Rule("number", lo=0, hi=1, hi_open=True),
     "cfe.max_attempts": positive_int(),
     "cfe.target": Rule("choice", choices=("runner_up",), nullable=True),

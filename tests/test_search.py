@@ -67,7 +67,7 @@ class BowTeacher:
         self.calls += 1
         self.max_batch = max(self.max_batch, len(texts))
         with torch.no_grad():
-            return torch.softmax(self.lin(self.featurize(list(texts))), dim=-1).numpy()
+            return torch.softmax(self.lin(self.featurize(list(texts))).float(), dim=-1).numpy()  # autocast too
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,65 @@ def test_min_margin_asks_for_decisive_flips(rt_teacher):
     state = OriginalSearch("a b", 0, None, SearchConfig(min_margin=0.05))
     assert not state.flipped(p3) and Gate(1.0, min_margin=0.05).reason("a b", "a c", p3, 0, None) == "weak_flip"
     assert OriginalSearch("a b", 0, None, SearchConfig(min_margin=0.01)).flipped(p3)
+
+
+def test_within_gate_returns_only_flips_the_gate_passes(rt_teacher):
+    """search.within_gate: short texts, where one multi-word edit is already too far for a tight
+    gate, get a flip within it or none; without it the search returns flips the gate rejects."""
+    teacher, held = rt_teacher
+    texts = [t for t in held if len(t.split()) <= 8][:20]
+    labels = teacher(texts).argmax(1).tolist()
+    limit = 0.2
+    free = search_cfe(texts, labels, teacher, SearchConfig())
+    gated = search_cfe(texts, labels, teacher, SearchConfig(within_gate=True, max_edit_distance=limit))
+    far = [normalized_edit_distance(t, r.text) > limit for t, r in zip(texts, free) if r.text]
+    assert any(far), "the fixture no longer has flips beyond the gate"
+    kept = [(t, r) for t, r in zip(texts, gated) if r.text]
+    assert kept and all(normalized_edit_distance(t, r.text) <= limit for t, r in kept)
+    assert all(int(np.argmax(p)) != y for (t, r), y, p in zip(
+        kept, [y for y, r in zip(labels, gated) if r.text], teacher([r.text for _, r in kept])))
+    assert len(kept) >= sum(not f for f in far)  # never fewer gate-passing flips than the free search
+
+
+def test_free_edit_words_lets_one_word_of_a_short_phrase_through():
+    from cod_pipeline.counterfactuals.gate import Gate
+
+    flipped = np.array([0.2, 0.8])
+    assert Gate(0.4).reason("great performances", "bad performances", flipped, 0, None) == "too_far"
+    assert Gate(0.4, free_edit_words=1).reason("great performances", "bad performances", flipped, 0, None) is None
+    # two words of a three-word phrase is still a rewrite
+    assert Gate(0.4, free_edit_words=1).reason("a great film", "a bad movie", flipped, 0, None) == "too_far"
+
+
+def test_a_bfloat16_screen_returns_what_the_exact_teacher_confirms(rt_teacher):
+    """search.screen_dtype=bfloat16: the search's calls run under autocast, and the near-flips'
+    probabilities, which label their rows, are the exact teacher's."""
+    from cod_pipeline import ConfigError
+    from cod_pipeline.counterfactuals.generators import Item, SearchGenerator
+
+    teacher, held = rt_teacher
+    texts = held[60:84]
+    labels = teacher(texts).argmax(1).tolist()
+    items = [Item(t, y, None, ["rotten", "fresh"]) for t, y in zip(texts, labels)]
+    exact = SearchGenerator("sentiment", max_edits=1).propose(items, teacher)
+    seen = []
+
+    def watched(ts):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return teacher(ts)
+
+    screened = SearchGenerator("sentiment", max_edits=1, screen_dtype="bfloat16").propose(items, watched)
+    assert seen[0] and not seen[-1]  # screening under autocast; the near-flips rescored exactly
+    found = [c for c in screened if c.text]
+    assert len(found) >= 0.8 * sum(c.text is not None for c in exact)
+    for c, y, p in zip(found, [y for y, c in zip(labels, screened) if c.text], teacher([c.text for c in found])):
+        assert int(np.argmax(p)) != y
+    near = [c.extra for c in screened if c.extra.get("near")]
+    assert near
+    for e, p in zip(near, teacher([e["near"] for e in near])):
+        np.testing.assert_allclose(e["near_probs"], p, atol=1e-6)
+    with pytest.raises(ConfigError, match="screen_dtype"):
+        SearchGenerator("sentiment", screen_dtype="int4")
 
 
 def test_target_argument(rt_teacher):

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .edits import Edit, negation_edits
+from .gate import too_far as gate_too_far
 from .quality import margin  # the gate's margin too: search and gate agree on what a weak flip is
 from .tasks import candidate_edits, get_task
 from .tokens import render, tokenize
@@ -45,6 +46,9 @@ class SearchConfig:
     fallback: bool = True  # retry unflipped originals allowing deletion of any word
     min_margin: float = 0.0  # a flip must beat the runner-up class by this much (cfe.min_margin)
     target_margin: float = 0.0  # among flips, prefer this margin: 0 = nearest the boundary, 1 = most confident
+    within_gate: bool = False  # a flip farther than max_edit_distance (the gate's) is no flip: others are chosen
+    max_edit_distance: float | None = None
+    free_edit_words: int = 0
 
 
 @dataclass
@@ -63,18 +67,31 @@ class SearchResult:
 
 
 class ScoreCache:
-    """Teacher scores with a per-run cache; at most ``batch_size`` texts per scorer call."""
+    """Teacher scores with a per-run cache; at most ``batch_size`` texts per scorer call. With an
+    ``exact`` scorer, ``scorer`` only screens: ``confirm`` rescores the texts that decide (flips,
+    near-flips) exactly, in place."""
 
-    def __init__(self, scorer: Callable[[list[str]], np.ndarray], batch_size: int):
-        self.scorer = scorer
+    def __init__(self, scorer: Callable[[list[str]], np.ndarray], batch_size: int,
+                 exact: Callable[[list[str]], np.ndarray] | None = None):
+        self.scorer, self.exact = scorer, exact
         self.batch_size = max(1, int(batch_size))
         self.cache: dict[str, np.ndarray] = {}
+        self.confirmed: set[str] = set()
 
     def score(self, texts: Sequence[str]) -> None:
-        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        self._fill([t for t in texts if t not in self.cache], self.scorer)
+
+    def confirm(self, texts: Sequence[str]) -> None:
+        if self.exact is not None:
+            todo = [t for t in texts if t not in self.confirmed]
+            self._fill(todo, self.exact)
+            self.confirmed.update(todo)
+
+    def _fill(self, texts: Sequence[str], scorer) -> None:
+        missing = list(dict.fromkeys(texts))
         for k in range(0, len(missing), self.batch_size):
             chunk = missing[k : k + self.batch_size]
-            probs = np.asarray(self.scorer(chunk), dtype=np.float64)
+            probs = np.asarray(scorer(chunk), dtype=np.float64)
             if probs.ndim != 2 or probs.shape[0] != len(chunk):
                 raise ValueError(f"scorer returned shape {probs.shape} for {len(chunk)} texts")
             for t, p in zip(chunk, probs):
@@ -174,6 +191,11 @@ class OriginalSearch:
         self.requested.update(t for _, t in out)
         return out
 
+    def too_far(self, text: str) -> bool:
+        cfg = self.cfg
+        return (cfg.within_gate and cfg.max_edit_distance is not None
+                and gate_too_far(self.text, text, cfg.max_edit_distance, cfg.free_edit_words))
+
     def fluency(self, state: Sequence[Edit]) -> float:
         return float(np.mean([e.cost for e in state])) if state else 0.0
 
@@ -186,6 +208,8 @@ class OriginalSearch:
             obj = self.objective(p)
             fl = cfg.fluency_weight * self.fluency(state)
             if self.flipped(p):  # -obj is the flip's margin over the original class (or to the target)
+                if self.too_far(text):
+                    continue  # the gate would reject it, and deeper edits only go farther
                 flips.append((abs(-obj - cfg.target_margin) + fl, state, text, p))
             else:  # the beam: where the search goes one edit deeper if a guide rejects every flip
                 scored.append((obj + fl, state, text, p))
@@ -235,6 +259,10 @@ def _run_group(jobs: list[OriginalSearch], pool: ScoreCache, cfg: SearchConfig, 
         if guide is not None:
             guide.add_edits(retry)
         _beam_search([j for j in retry if j.cands], pool, cfg, guide)
+    nears = [j for j in jobs if j.result is None and j.near]
+    pool.confirm([j.near[1] for j in nears])  # a near-flip's probabilities label its row
+    for j in nears:
+        j.near = (j.objective(pool.cache[j.near[1]]), j.near[1], pool.cache[j.near[1]])
 
 
 def _beam_search(active: list[OriginalSearch], pool: ScoreCache, cfg: SearchConfig, guide=None) -> None:
@@ -243,6 +271,7 @@ def _beam_search(active: list[OriginalSearch], pool: ScoreCache, cfg: SearchConf
             break
         expanded = {id(j): j.expand() for j in active}
         pool.score([t for j in active for _, t in expanded[id(j)]])
+        pool.confirm([t for j in active for _, t in expanded[id(j)] if j.flipped(pool.cache[t])])
         nxt, flipped = [], []
         for j in active:
             if not expanded[id(j)]:
@@ -266,13 +295,16 @@ def search_cfe(
     targets: list[int | None] | None = None,
     progress: bool = False,
     guide=None,
+    exact: Callable[[list[str]], np.ndarray] | None = None,
 ) -> list[SearchResult]:
     """Minimal word-edit counterfactuals of ``texts`` for the teacher ``scorer``.
 
     ``labels`` are the teacher's labels on the originals; ``scorer(list[str]) -> (n, C)``
     probabilities. A flip is ``argmax != label``, or ``argmax == target`` when a target class
     is given (a target equal to the label is ignored). Originals are searched in groups in
-    lock-step so teacher calls are full batches of ``cfg.batch_size`` texts."""
+    lock-step so teacher calls are full batches of ``cfg.batch_size`` texts. With ``exact``,
+    ``scorer`` is a cheaper screen (``search.screen_dtype``): what counts as a flip, and the
+    near-flips' probabilities, come from ``exact``."""
     if len(texts) != len(labels):
         raise ValueError("texts and labels differ in length")
     if targets is not None and len(targets) != len(texts):
@@ -286,7 +318,7 @@ def search_cfe(
 
         bar = tqdm(total=len(jobs), desc="cfe-search", mininterval=1.0)
     for k in range(0, len(jobs), group):
-        pool = ScoreCache(scorer, cfg.batch_size)  # cache per group keeps memory bounded
+        pool = ScoreCache(scorer, cfg.batch_size, exact)  # cache per group keeps memory bounded
         _run_group(jobs[k : k + group], pool, cfg, guide)
         if bar is not None:
             bar.update(len(jobs[k : k + group]))

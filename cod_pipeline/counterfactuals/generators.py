@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from cod_pipeline import ConfigError
@@ -61,7 +62,7 @@ class Generator:
     legacy_runtime: dict[str, object] = {"chunk_size": 16, "max_tries_per_class": None}
     #: options added after CFEs were cached, with the value that reproduces those CFEs: left out of
     #: ``identity`` at that value, so adding an option to the YAML keeps every cached CFE
-    identity_defaults: dict[str, object] = {}
+    identity_defaults: dict[str, object] = {"free_edit_words": 0}
 
     def __init__(self, task: str):
         self.task = task
@@ -89,14 +90,23 @@ class SearchGenerator(Generator):
     """Teacher-guided minimal-edit search; every output already flips the teacher. With a
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
-    identity_defaults = {"lm.max_drop": None, "lm.same_pos": False}
+    identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False, "search.screen_dtype": "float32",
+                         "search.within_gate": False}
 
-    def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None, **search_kw):
+    def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None,
+                 screen_dtype: str = "float32", **search_kw):
         super().__init__(task)
         from cod_pipeline.counterfactuals.search import SearchConfig
 
         self.cfg = SearchConfig(task=task, **search_kw)
-        self.prompt_version = "search-" + config_hash(search_kw, 8)
+        from cod_pipeline.models.backbone import DTYPES
+
+        if screen_dtype not in DTYPES:
+            raise ConfigError(f"cfe.search.screen_dtype={screen_dtype!r}: one of {', '.join(DTYPES)}")
+        self.screen_dtype = screen_dtype
+        hashed = {k: v for k, v in search_kw.items()  # an added option at its old value keeps old CFEs
+                  if self.identity_defaults.get(f"search.{k}", object()) != v}
+        self.prompt_version = "search-" + config_hash(hashed, 8)
         self.guide = None
         if lm:
             from cod_pipeline.counterfactuals.lm import LanguageModel
@@ -113,6 +123,9 @@ class SearchGenerator(Generator):
     def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "SearchGenerator":
         kw = dict(cfg.search)
         kw["min_margin"] = float(cfg.get("min_margin", kw.get("min_margin", 0.0)))  # the gate's margin
+        if kw.get("within_gate"):  # the search keeps only flips the gate will pass
+            kw["max_edit_distance"] = float(cfg.max_edit_distance)
+            kw["free_edit_words"] = int(cfg.get("free_edit_words", 0))
         if cfg.get("target_margin") is not None:
             kw["target_margin"] = float(cfg.target_margin)
         lm = dict(cfg.lm) if cfg.get("lm") else None
@@ -124,10 +137,17 @@ class SearchGenerator(Generator):
 
     def propose(self, items, scorer):
         from cod_pipeline.counterfactuals.search import search_cfe
+        from cod_pipeline.models.backbone import autocast
+
+        def screen(texts):  # the search's many teacher calls; its flips and near-flips are rescored exactly
+            with autocast(self.screen_dtype):
+                return np.asarray(scorer(texts), dtype=np.float64)
 
         texts = [it.start_from or it.text for it in items]
-        results = search_cfe(texts, [it.label for it in items], scorer, self.cfg, [it.target for it in items],
-                             progress=len(items) > 4, guide=self.guide)
+        exact = self.screen_dtype != "float32"
+        results = search_cfe(texts, [it.label for it in items], screen if exact else scorer, self.cfg,
+                             [it.target for it in items], progress=len(items) > 4, guide=self.guide,
+                             exact=scorer if exact else None)
         return [Candidate(r.text, None if r.text else "no_flip_found",
                           extra={"edits": r.edits, "teacher_calls": r.teacher_calls, "near": r.near,
                                  "near_probs": r.near_probs, "lm_logprob": r.lm_logprob,
@@ -291,10 +311,11 @@ class HybridGenerator(Generator):
     name = "hybrid"
 
     def __init__(self, task: str, llm_generator: Generator, search: SearchGenerator,
-                 max_edit_distance: float = 1.0):
+                 max_edit_distance: float = 1.0, free_edit_words: int = 0):
         super().__init__(task)
         self.llm, self.search, self.max_edit_distance = llm_generator, search, max_edit_distance
-        self.gate = Gate(max_edit_distance, min_margin=search.cfg.min_margin)  # what counts as kept, as later
+        self.gate = Gate(max_edit_distance, min_margin=search.cfg.min_margin,  # what counts as kept, as later
+                         free_edit_words=free_edit_words)
         self.llm_model, self.examples = llm_generator.llm_model, llm_generator.examples
         self.prompt_version = f"{llm_generator.prompt_version}+{search.prompt_version}"
 
@@ -310,7 +331,8 @@ class HybridGenerator(Generator):
     @classmethod
     def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "HybridGenerator":
         proposer, repair = cls.parts(cfg)
-        return cls(task, proposer.from_config(cfg, task), repair.from_config(cfg, task), cfg.max_edit_distance)
+        return cls(task, proposer.from_config(cfg, task), repair.from_config(cfg, task), cfg.max_edit_distance,
+                   cfg.get("free_edit_words", 0))
 
     @classmethod
     def legacy(cls, cfg) -> dict[str, object]:
@@ -328,7 +350,7 @@ class HybridGenerator(Generator):
         """A proposal that flips the teacher within the edit budget is kept (its teacher
         probabilities travel along, so it is not scored twice); one that does not flip is
         repaired starting from it; a rewrite beyond the budget is searched from the original."""
-        from cod_pipeline.counterfactuals.textclean import normalized_edit_distance
+        from cod_pipeline.counterfactuals.gate import too_far
 
         cands = self.llm.propose(items, scorer)
         texts = [c.text for c in cands if c.text]
@@ -336,7 +358,7 @@ class HybridGenerator(Generator):
         repair = []
         for i, (it, c) in enumerate(zip(items, cands)):
             p = next(it_probs) if c.text else None
-            near = p is not None and normalized_edit_distance(it.text, c.text) <= self.max_edit_distance
+            near = p is not None and not too_far(it.text, c.text, self.max_edit_distance, self.gate.free_edit_words)
             if near and self.gate.reason(it.text, c.text, p, it.label, it.target) is None:
                 c.extra["probs"] = p
             else:

@@ -38,7 +38,8 @@ def make_generation(cfg: DictConfig, splits, teacher) -> ValidatedCFEs:
     gen.prompt_version = f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
     getattr(gen, "check", lambda: None)()
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite", cfg.paths.get("shared_fs"))
-    gate = Gate(cfg.cfe.max_edit_distance, min_margin=cfg.cfe.get("min_margin", 0.0))
+    gate = Gate(cfg.cfe.max_edit_distance, min_margin=cfg.cfe.get("min_margin", 0.0),
+                free_edit_words=cfg.cfe.get("free_edit_words", 0))
     return ValidatedCFEs(store, gen, gate, cfg.dataset.name, teacher.id,
                          lambda texts: teacher.probs(list(texts)), splits.label_names,
                          max_attempts=cfg.cfe.max_attempts, target=cfg.cfe.get("target"),

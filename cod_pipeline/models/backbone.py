@@ -231,6 +231,23 @@ def load_classifier(num_labels: int, path: str, layers_path: str = "encoder.laye
                       max_length=max_length, dropout=dropout, name=name)
 
 
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextlib.contextmanager
+def autocast(dtype: str = "float32"):
+    """Inference in ``dtype`` on whichever device the model sits (CPU and CUDA alike);
+    ``float32`` changes nothing. For many cheap screening calls whose winners are rescored."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPES)}")
+    with contextlib.ExitStack() as stack:
+        if DTYPES[dtype] is not None:
+            stack.enter_context(torch.autocast("cpu", dtype=DTYPES[dtype]))
+            if torch.cuda.is_available():
+                stack.enter_context(torch.autocast("cuda", dtype=DTYPES[dtype]))
+        yield
+
+
 @torch.no_grad()
 def predict(model: Classifier, texts: list[str], batch_size: int = 64, hidden_layers=None,
             progress: str | None = None, device: torch.device | str | None = None
