@@ -6,6 +6,7 @@ temporary folder that is renamed into place, so a killed run never leaves half a
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -145,18 +146,40 @@ def file_lock(path: str | Path, what: str = "", poll_s: float = 1.0, report_ever
 
 
 def source_fingerprint(dataset) -> dict:
-    """Size and mtime of a local dataset's files, so an edited file does not reuse stale artefacts,
-    and the version of the split rule, so a changed rule does not either."""
+    """Size and content hash of a local dataset's files, so an edited file does not reuse stale
+    artefacts, and the version of the split rule, so a changed rule does not either. Not their
+    mtime: a copy, a restore or a fresh clone of the same bytes keeps every artefact."""
     from cod_pipeline.data.splits import SPLIT_RULE
 
-    src = dataset.get("source") or {}
     out = {"split_rule": SPLIT_RULE}
-    for key in ("path", "test_path"):
-        p = src.get(key)
-        if p and os.path.exists(os.path.expanduser(str(p))):
-            st = os.stat(os.path.expanduser(str(p)))
-            out[key] = [st.st_size, int(st.st_mtime)]
+    for key, p in _local_files(dataset).items():
+        st = os.stat(p)
+        out[key] = [st.st_size, _digest(p, st.st_size, st.st_mtime_ns)]
     return out
+
+
+def without_local_paths(node: dict, dataset) -> dict:
+    """``node`` (a plain copy of ``dataset``) without the paths of the files that
+    ``source_fingerprint`` identifies by content: a moved data folder keeps its artefacts too."""
+    for key in _local_files(dataset):
+        node.get("source", {}).pop(key, None)
+    return node
+
+
+def _local_files(dataset) -> dict[str, str]:
+    src = dataset.get("source") or {}
+    paths = {key: os.path.expanduser(str(src.get(key))) for key in ("path", "test_path") if src.get(key)}
+    return {key: p for key, p in paths.items() if os.path.isfile(p)}
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, once per process while its size and mtime stay (a job hashes it several times)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def write_json(path: Path, obj) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cod_pipeline import ConfigError
-from cod_pipeline.cache import config_hash, read_json, source_fingerprint, write_json
+from cod_pipeline.cache import config_hash, read_json, source_fingerprint, without_local_paths, write_json
 from cod_pipeline.losses import active_terms, legacy_terms
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,7 @@ def run_hash(cfg: DictConfig) -> str:
 
         c["model"]["teacher_training"] = OmegaConf.to_container(teacher_training(cfg), resolve=True)
     c["precision"] = str(cfg.trainer.get("precision"))
+    without_local_paths(c["dataset"], cfg.dataset)  # their content is in data_files
     c["data_files"] = source_fingerprint(cfg.dataset)
     c["schema"] = RESULT_SCHEMA
     return config_hash(c)

@@ -24,6 +24,7 @@ from cod_pipeline.cache import (
     job_token,
     lock_owner,
     source_fingerprint,
+    without_local_paths,
     write_json,
 )
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
@@ -62,6 +63,7 @@ def teacher_key(cfg: DictConfig) -> dict:
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     dataset.pop("label_template", None)  # a student-only setting: changing it must not retrain the teacher
     dataset.pop("teacher_training", None)  # counted where it acts: in the effective training below
+    without_local_paths(dataset, cfg.dataset)  # their content is in data_files
     return {"dataset": dataset, "teacher": cfg.model.teacher, "training": teacher_training(cfg),
             "checkpoint": cfg.model.get("teacher_checkpoint"), "data_files": source_fingerprint(cfg.dataset)}
 

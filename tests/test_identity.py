@@ -182,3 +182,31 @@ def test_options_added_at_their_old_value_keep_the_identity(tmp_path):
         del before.cfe.lm["same_pos"], before.cfe.lm["max_drop"]
     assert run_hash(cfg) == run_hash(before)
     assert run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search", "cfe.lm.same_pos=true"])) != run_hash(cfg)
+
+
+def test_a_local_dataset_is_its_bytes_not_its_mtime_or_folder(tmp_path):
+    """A fresh copy or clone of the same files (new mtime, another folder) keeps the teacher and
+    every result; one changed label is new data."""
+    import os
+    import shutil
+
+    from cod_pipeline.teacher import teacher_key
+
+    src = tmp_path / "a" / "train.tsv"
+    src.parent.mkdir()
+    src.write_text("sentence\tlabel\n" + "".join(f"text number {i} .\t{i % 2}\n" for i in range(40)))
+
+    def keys(path):
+        cfg = make_cfg(tmp_path, ["dataset=local", f"dataset.source.path={path}", "augment=cod"])
+        return teacher_key(cfg), run_hash(cfg)
+
+    first = keys(src)
+    os.utime(src, (1, 1))
+    assert keys(src) == first
+    moved = tmp_path / "b" / "train.tsv"
+    moved.parent.mkdir()
+    shutil.copy(src, moved)
+    assert keys(moved) == first
+    moved.write_text(src.read_text().replace("text number 3 .\t1", "text number 3 .\t0"))
+    changed = keys(moved)
+    assert changed[0] != first[0] and changed[1] != first[1]
