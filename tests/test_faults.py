@@ -208,6 +208,8 @@ BAD = [
     ("cfe.max_edit_distance=-1", "cfe.max_edit_distance must be a number in (0, 1], got -1"),
     ("cfe.max_edit_distance=0", "cfe.max_edit_distance"),
     ("cfe.max_edit_distance=1.5", "cfe.max_edit_distance"),
+    ("cfe.free_edit_words=-1", "cfe.free_edit_words must be an integer >= 0, got -1"),
+    ("cfe.search.screen_dtype=int8", "cfe.search.screen_dtype must be one of float32, bfloat16, float16"),
     ("k=0", "k must be an integer >= 1, got 0"),
     ("k=-8", "k must be an integer"),
     ("seed=abc", "seed must be an integer >= 0, got 'abc'"),
