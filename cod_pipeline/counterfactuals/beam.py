@@ -82,10 +82,9 @@ class ScoreCache:
         self._fill([t for t in texts if t not in self.cache], self.scorer)
 
     def confirm(self, texts: Sequence[str]) -> None:
-        if self.exact is not None:
-            todo = [t for t in texts if t not in self.confirmed]
-            self._fill(todo, self.exact)
-            self.confirmed.update(todo)
+        todo = [t for t in texts if t not in self.confirmed]
+        self._fill(todo, self.exact)
+        self.confirmed.update(todo)
 
     def _fill(self, texts: Sequence[str], scorer) -> None:
         missing = list(dict.fromkeys(texts))
@@ -259,10 +258,11 @@ def _run_group(jobs: list[OriginalSearch], pool: ScoreCache, cfg: SearchConfig, 
         if guide is not None:
             guide.add_edits(retry)
         _beam_search([j for j in retry if j.cands], pool, cfg, guide)
-    nears = [j for j in jobs if j.result is None and j.near]
-    pool.confirm([j.near[1] for j in nears])  # a near-flip's probabilities label its row
-    for j in nears:
-        j.near = (j.objective(pool.cache[j.near[1]]), j.near[1], pool.cache[j.near[1]])
+    if pool.exact is not None:  # a near-flip's probabilities label its row
+        nears = [j for j in jobs if j.result is None and j.near]
+        pool.confirm([j.near[1] for j in nears])
+        for j in nears:
+            j.near = (j.objective(pool.cache[j.near[1]]), j.near[1], pool.cache[j.near[1]])
 
 
 def _beam_search(active: list[OriginalSearch], pool: ScoreCache, cfg: SearchConfig, guide=None) -> None:
@@ -271,7 +271,8 @@ def _beam_search(active: list[OriginalSearch], pool: ScoreCache, cfg: SearchConf
             break
         expanded = {id(j): j.expand() for j in active}
         pool.score([t for j in active for _, t in expanded[id(j)]])
-        pool.confirm([t for j in active for _, t in expanded[id(j)] if j.flipped(pool.cache[t])])
+        if pool.exact is not None:
+            pool.confirm([t for j in active for _, t in expanded[id(j)] if j.flipped(pool.cache[t])])
         nxt, flipped = [], []
         for j in active:
             if not expanded[id(j)]:
