@@ -25,6 +25,7 @@ from pathlib import Path
 from common import ROOT, md_table, write
 
 SWEEP = ROOT / "logs" / "bench_cod_tasks"  # the --tag's own folder beside it
+DEFAULT_TAG = "screen"  # the sweep of today's defaults: a variant's table compares against it (--against)
 SHARED = ROOT.parent / "shared" / "data"
 
 
@@ -51,7 +52,8 @@ def load(sweep: Path = SWEEP) -> list[dict]:
     return out
 
 
-def report(ks: list[int] | None, tag: str | None = None, command: str | None = None) -> None:
+def report(ks: list[int] | None, tag: str | None = None, command: str | None = None,
+           against: str | None = DEFAULT_TAG) -> None:
     from cod_pipeline.stats import paired_gain_by_seed
 
     res = load(sweep_dir(tag))
@@ -89,7 +91,7 @@ def report(ks: list[int] | None, tag: str | None = None, command: str | None = N
             "held-out validation texts that no selection saw: a choice between variants reads that one.\n\n"
             + (md_table(rows) if rows else "no results yet") + "\n\n## CFE quality (cfe=lm_search)\n\n"
             + (md_table(quality) if quality else "—") + "\n"
-            + (versus_default(score, val) if tag else ""))
+            + (versus_default(score, val, against) if tag and tag != against else ""))
     write("bench_cod_tasks" + (f"_{tag}" if tag else ""),
           "CoD beyond movie reviews: KD vs KD(k/2) vs KD+CoD, paired seeds" + (f" ({tag})" if tag else ""), body,
           command)
@@ -111,12 +113,12 @@ def by_seed(src: dict, dataset: str, augment: str, k: int) -> dict:
     return {s: v for (d, a, k_, s), v in src.items() if (d, a, k_) == (dataset, augment, k)}
 
 
-def versus_default(score: dict, val: dict) -> str:
-    """A variant's KD+CoD against the default's (``logs/bench_cod_tasks``), paired by seed: on
+def versus_default(score: dict, val: dict, against: str | None = DEFAULT_TAG) -> str:
+    """A variant's KD+CoD against the default's (the ``against`` sweep), paired by seed: on
     held-out validation, which decides a default, and on test, which only reports it."""
     from cod_pipeline.stats import paired_gain_by_seed
 
-    base_score, base_val = scores(load(SWEEP))
+    base_score, base_val = scores(load(sweep_dir(against)))
     rows, total = [], {"val": 0.0, "test": 0.0}
     for ds, k in sorted({(d, k) for d, a, k, _ in score if a == "cod"}):
         cell = {"dataset": ds, "k": k}
@@ -127,7 +129,7 @@ def versus_default(score: dict, val: dict) -> str:
         rows.append(cell)
     rows.append({"dataset": "**sum**", "k": "", "Δ val (wins/n)": f"**{total['val']:+.1f}**",
                  "Δ test (wins/n)": f"{total['test']:+.1f}"})
-    return ("\n## Against the default's KD+CoD (`bench_cod_tasks.md`), paired by seed\n\n"
+    return (f"\n## Against the default's KD+CoD (`{sweep_dir(against).name}.md`), paired by seed\n\n"
             "Variant minus default, same seeds: held-out validation (500 texts no selection saw) decides; "
             "test only reports. A cell with no change in the training rows is 0 by construction.\n\n"
             + md_table(rows) + "\n")
@@ -160,6 +162,7 @@ def main():
     ap.add_argument("--cfe", default="lm_search")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--tag", default=None, help="a variant's own sweep folder and table")
+    ap.add_argument("--against", default=DEFAULT_TAG, help="the default's sweep tag a variant is compared with")
     ap.add_argument("extra", nargs="*", help="more overrides for every job")
     args = ap.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
@@ -167,8 +170,8 @@ def main():
     if not args.report_only:
         for ds in args.datasets.split(","):
             run(ds, ks, args.seeds, args.cfe, args.extra, sweep_dir(args.tag))
-            report(None, args.tag, command)
-    report(None, args.tag, command)
+            report(None, args.tag, command, args.against)
+    report(None, args.tag, command, args.against)
 
 
 if __name__ == "__main__":

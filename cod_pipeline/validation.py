@@ -134,6 +134,7 @@ RULES: dict[str, Rule] = {
     "cfe.search.beam_size": positive_int(),
     "cfe.search.screen_dtype": Rule("choice", choices=("float32", "bfloat16", "float16")),
     "cfe.search.within_gate": Rule("bool"),
+    "cfe.search.fallback": Rule("bool"),
     "cfe.runtime.chunk_size": positive_int(),
     "cfe.runtime.max_tries_per_class": positive_int(nullable=True),
     "cfe.runtime.max_in_flight": positive_int(),

