@@ -14,7 +14,6 @@ import argparse
 import os
 
 import numpy as np
-
 from common import ROOT, compose, md_table, write
 
 SHARED = ROOT.parent / "shared" / "data"
