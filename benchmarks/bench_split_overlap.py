@@ -7,11 +7,17 @@ Similarity: Jaccard of word unigram+bigram sets, lower-cased; the nearest pool t
 
     python benchmarks/bench_split_overlap.py [--datasets rotten_tomatoes,tweets] [overrides…]
     python benchmarks/bench_split_overlap.py --datasets local dataset.source.path=data/train.tsv
+    python benchmarks/bench_split_overlap.py --datasets cola_local --students /tmp/cola_students --k 16
+
+``--students DIR``: students saved by a sweep (``save_student=true``, subdir
+``${dataset.name}/${augment.name}/k${k}/seed${seed}``) are scored on the held-out validation texts,
+split by whether a near-copy exists in the pool: is CoD's gain over KD where the near-copies are?
 """
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import numpy as np
 from common import ROOT, compose, md_table, write
@@ -54,18 +60,56 @@ def nearest_jaccard(queries: list[str], pool: list[str], chunk: int = 256) -> np
     return best
 
 
+def by_subset(cfg, splits, root: Path, k: int, near_at: float = 0.5) -> list[dict]:
+    """CoD − KD per seed on held-out validation, on all of it and on the texts with and without a
+    near-copy in the pool, from the saved students of ``root``."""
+    import torch
+
+    from cod_pipeline.evaluation import metrics
+    from cod_pipeline.models.backbone import predict
+    from cod_pipeline.stats import paired_gain_by_seed
+    from cod_pipeline.student import build_student, heldout_positions
+
+    metric = cfg.dataset.primary_metric
+    val = splits.validation.iloc[heldout_positions(cfg, splits)]
+    y = val["label"].to_numpy()
+    near = nearest_jaccard(val["text"].astype(str).tolist(), splits.train["text"].astype(str).tolist()) >= near_at
+    subsets = {"all": np.ones_like(near), "with a near-copy": near, "without one": ~near}
+    score: dict[str, dict[str, dict[int, float]]] = {a: {n: {} for n in subsets} for a in ("none", "cod")}
+    for aug in score:
+        for path in sorted((root / cfg.dataset.name / aug / f"k{k}").glob("seed*/student.pt")):
+            student = build_student(cfg, splits)
+            student.load_state_dict(torch.load(path))
+            pred = predict(student, val["text"].tolist(), 128)[0].argmax(-1).numpy()
+            for name, m in subsets.items():
+                score[aug][name][int(path.parent.name[4:])] = 100 * metrics(y[m], pred[m], splits.num_classes)[metric]
+    rows = []
+    for name, m in subsets.items():
+        g = paired_gain_by_seed(score["cod"][name], score["none"][name])
+        kd = score["none"][name]
+        rows.append({"held-out validation": name, "texts": int(m.sum()),
+                     f"KD {metric}": f"{sum(kd.values()) / max(1, len(kd)):.1f}",
+                     "CoD − KD [95% t CI] wins": f"{g['mean']:+.1f} [{g['lo']:+.1f}, {g['hi']:+.1f}] {g['wins']}/{g['n']}"})
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="rotten_tomatoes,tweets,subjectivity,sst2_local,cola_local")
+    ap.add_argument("--students", type=Path, default=None, help="a sweep folder of saved students")
+    ap.add_argument("--k", type=int, default=16, help="the students' k")
     ap.add_argument("extra", nargs="*", help="more overrides (dataset=local's path, …)")
     args = ap.parse_args()
     os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
     os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
     from cod_pipeline.pipeline import prepare
 
-    rows = []
+    rows, students = [], []
     for ds in args.datasets.split(","):
-        splits, _ = prepare(compose([f"dataset={ds}", "logger=none", *args.extra], f"bench_split_overlap/{ds}"))
+        cfg = compose([f"dataset={ds}", "logger=none", f"k={args.k}", *args.extra], f"bench_split_overlap/{ds}")
+        splits, _ = prepare(cfg)
+        if args.students and (args.students / cfg.dataset.name).is_dir():
+            students += [{"dataset": ds, **r} for r in by_subset(cfg, splits, args.students, args.k)]
         pool = splits.train["text"].astype(str).tolist()
         for name, df in (("validation", splits.validation), ("test", splits.test)):
             best = nearest_jaccard(df["text"].astype(str).tolist(), pool)
@@ -75,7 +119,8 @@ def main():
     write("bench_split_overlap", "Near-copies of the training pool in the validation and test splits",
           "Each text's nearest training-pool text by Jaccard similarity of word unigram+bigram sets. Where "
           "validation has many near-copies and test few, validation reads the pool's neighbourhood.\n\n"
-          + md_table(rows))
+          + md_table(rows) + (f"\n\n## CoD − KD by subset, k={args.k} students of `{args.students}`\n\n"
+                              + md_table(students) if students else ""))
 
 
 if __name__ == "__main__":

@@ -142,11 +142,16 @@ def validation_rows(cfg: DictConfig, splits, teacher) -> list[dict]:
     return [{"text": t, "label": int(y), "t_pred": int(p)} for t, y, p in zip(df["text"], df["label"], t_pred)]
 
 
+def heldout_positions(cfg: DictConfig, splits, cap: int = 500) -> np.ndarray:
+    """The validation rows the student's selection never sees (after its ``val_size``)."""
+    n = min(cfg.model.student_training.val_size, len(splits.validation))
+    return validation_order(splits)[n:n + cap]
+
+
 def heldout_metrics(cfg: DictConfig, splits, teacher, student: Classifier, cap: int = 500) -> dict:
     """Metrics on validation text the student's selection never saw: where defaults are chosen
     (never on test)."""
-    n = min(cfg.model.student_training.val_size, len(splits.validation))
-    pos = validation_order(splits)[n:n + cap]
+    pos = heldout_positions(cfg, splits, cap)
     if not len(pos):
         return {}
     logits, _ = predict(student, splits.validation["text"].iloc[pos].tolist(),
