@@ -30,37 +30,43 @@ def grams(text: str) -> set[str]:
     return set(w) | {a + " " + b for a, b in zip(w, w[1:])}
 
 
-def nearest_jaccard(queries: list[str], pool: list[str], chunk: int = 256) -> np.ndarray:
-    """Each query's largest Jaccard similarity to any pool text (sparse, in query chunks)."""
-    import scipy.sparse as sp
+class NearestJaccard:
+    """The training pool's gram matrix, built once; called with queries, each query's largest
+    Jaccard similarity to any pool text (sparse, in query chunks)."""
 
-    vocab: dict[str, int] = {}
+    def __init__(self, pool: list[str]):
+        import scipy.sparse as sp
 
-    def matrix(texts, grow):
+        self.vocab: dict[str, int] = {}
+        r, c, self.psize = self._entries(pool, grow=True)
+        self.P = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(pool), len(self.vocab))).T.tocsr()
+
+    def _entries(self, texts: list[str], grow: bool):
         rows, cols, sizes = [], [], []
         for r, t in enumerate(texts):
             g = grams(t)
             sizes.append(len(g))
             for x in g:
-                j = vocab.setdefault(x, len(vocab)) if grow else vocab.get(x)
+                j = self.vocab.setdefault(x, len(self.vocab)) if grow else self.vocab.get(x)
                 if j is not None:
                     rows.append(r)
                     cols.append(j)
         return rows, cols, np.asarray(sizes, dtype=np.float64)
 
-    r, c, psize = matrix(pool, True)
-    P = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(pool), len(vocab))).T.tocsr()
-    r, c, qsize = matrix(queries, False)
-    Q = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(queries), len(vocab)))
-    best = np.zeros(len(queries))
-    for s in range(0, len(queries), chunk):
-        inter = (Q[s:s + chunk] @ P).tocoo()  # shared grams, only where some are shared
-        jac = inter.data / (qsize[s + inter.row] + psize[inter.col] - inter.data)
-        np.maximum.at(best, s + inter.row, jac)
-    return best
+    def __call__(self, queries: list[str], chunk: int = 256) -> np.ndarray:
+        import scipy.sparse as sp
+
+        r, c, qsize = self._entries(queries, grow=False)
+        Q = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(queries), len(self.vocab)))
+        best = np.zeros(len(queries))
+        for s in range(0, len(queries), chunk):
+            inter = (Q[s:s + chunk] @ self.P).tocoo()  # shared grams, only where some are shared
+            jac = inter.data / (qsize[s + inter.row] + self.psize[inter.col] - inter.data)
+            np.maximum.at(best, s + inter.row, jac)
+        return best
 
 
-def by_subset(cfg, splits, root: Path, k: int, near_at: float = 0.5) -> list[dict]:
+def by_subset(cfg, splits, nearest: NearestJaccard, root: Path, k: int, near_at: float = 0.5) -> list[dict]:
     """CoD − KD per seed on held-out validation, on all of it and on the texts with and without a
     near-copy in the pool, from the saved students of ``root``."""
     import torch
@@ -73,7 +79,7 @@ def by_subset(cfg, splits, root: Path, k: int, near_at: float = 0.5) -> list[dic
     metric = cfg.dataset.primary_metric
     val = splits.validation.iloc[heldout_positions(cfg, splits)]
     y = val["label"].to_numpy()
-    near = nearest_jaccard(val["text"].astype(str).tolist(), splits.train["text"].astype(str).tolist()) >= near_at
+    near = nearest(val["text"].astype(str).tolist()) >= near_at
     subsets = {"all": np.ones_like(near), "with a near-copy": near, "without one": ~near}
     score: dict[str, dict[str, dict[int, float]]] = {a: {n: {} for n in subsets} for a in ("none", "cod")}
     for aug in score:
@@ -108,12 +114,12 @@ def main():
     for ds in args.datasets.split(","):
         cfg = compose([f"dataset={ds}", "logger=none", f"k={args.k}", *args.extra], f"bench_split_overlap/{ds}")
         splits, _ = prepare(cfg)
+        nearest = NearestJaccard(splits.train["text"].astype(str).tolist())
         if args.students and (args.students / cfg.dataset.name).is_dir():
-            students += [{"dataset": ds, **r} for r in by_subset(cfg, splits, args.students, args.k)]
-        pool = splits.train["text"].astype(str).tolist()
+            students += [{"dataset": ds, **r} for r in by_subset(cfg, splits, nearest, args.students, args.k)]
         for name, df in (("validation", splits.validation), ("test", splits.test)):
-            best = nearest_jaccard(df["text"].astype(str).tolist(), pool)
-            rows.append({"dataset": ds, "split": name, "texts": len(best), "pool": len(pool),
+            best = nearest(df["text"].astype(str).tolist())
+            rows.append({"dataset": ds, "split": name, "texts": len(best), "pool": len(splits.train),
                          "nearest Jaccard, mean": f"{best.mean():.2f}",
                          "share ≥ 0.5": f"{(best >= 0.5).mean():.2f}", "share ≥ 0.7": f"{(best >= 0.7).mean():.2f}"})
     write("bench_split_overlap", "Near-copies of the training pool in the validation and test splits",

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from cod_pipeline import ConfigError
 from tests.conftest import CONF, SENTIMENT_TEACHER, make_cfg
 
 # the values the dataset configs document: each shipped dataset's, and the ones dataset=local's comment names
-TASKS = tuple(sorted({line.split(":", 1)[1].split("#")[0].strip() for f in Path(CONF, "dataset").glob("*.yaml")
-                      for line in f.read_text().splitlines() if line.startswith("task:")} | {"topic"}))
+TASKS = tuple(sorted({OmegaConf.load(f).get("task") for f in Path(CONF, "dataset").glob("*.yaml")} - {None} | {"topic"}))
 
 
 def write_topic_tsv(path: Path, n: int = 600) -> Path:
