@@ -1,7 +1,8 @@
 """What the student trains on, for a budget of exactly k labelled examples.
 
 ``none``: k originals. CFE-based variants (``cod`` …) spend k/2 on originals and k/2 on
-their counterfactuals; each pair shares a ``group`` so it lands in one mini-batch.
+their counterfactuals; each pair shares a ``group`` so it lands in one mini-batch. The
+practitioner's budget (``cod_full``) pairs all k originals: 2k rows from k labels.
 """
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ from omegaconf import DictConfig
 from cod_pipeline.data.splits import KShotSampler, Splits
 
 
+def originals_share(aug) -> float:
+    """The share of k spent on labelled originals: ``fraction``, by default 1/2 for the paired
+    augments (the paper's k/2 + k/2) and 1 otherwise; the practitioner's budget pairs all k."""
+    return float(aug.get("fraction", 0.5 if aug.get("paired") else 1))
+
+
 def n_originals(cfg: DictConfig) -> int:
-    """Originals drawn: k/2 for the paired variants, ``fraction``·k otherwise (KD(k/2): 0.5)."""
-    return cfg.k // 2 if cfg.augment.paired else int(cfg.k * cfg.augment.get("fraction", 1))
+    """Originals drawn: ``originals_share``·k (CoD and KD(k/2): k/2)."""
+    return int(cfg.k * originals_share(cfg.augment))
 
 
 def check_budget(cfg: DictConfig, sampler: KShotSampler) -> None:

@@ -144,7 +144,8 @@ def run_hash(cfg: DictConfig) -> str:
     """Identity of a job's result: the resolved config minus where things are written and how fast
     CFEs come (``cfe.runtime``)."""
     c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("paths", "logger", "hydra", "resume", "save_student", "trainer", "compare", "threads", "task_name"):
+    for k in ("paths", "logger", "hydra", "resume", "save_student", "trainer", "compare", "threads", "task_name",
+              "judge"):  # the judge measures CFEs after the rows are fixed: it changes no student
         c.pop(k, None)
     if not cfg.augment.get("paired"):
         c.pop("cfe", None)

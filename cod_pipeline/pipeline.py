@@ -11,6 +11,7 @@ arms and ``run_hash`` live in :mod:`cod_pipeline.jobs`.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -19,6 +20,7 @@ from cod_pipeline import ConfigError, jobs
 from cod_pipeline.augment import check_budget, n_originals, original_rows
 from cod_pipeline.data import KShotSampler, load_splits
 from cod_pipeline.jobs import RESULT_SCHEMA, base_result, run_hash, timed  # noqa: F401 (re-exported)
+from cod_pipeline.judge import measure_cfes
 from cod_pipeline.models.backbone import check_source
 from cod_pipeline.student import check_config, evaluate, heldout_metrics, train_student  # noqa: F401 (re-exported)
 from cod_pipeline.teacher import ensure_teacher
@@ -34,6 +36,8 @@ def student_task(cfg: DictConfig) -> dict:
     timings["teacher"] = teacher.seconds
     with timed(timings, "cfe"):
         rows, cfe_info = build_training_set(cfg, splits, sampler, teacher)
+    with timed(timings, "judge"):  # measurement only: the rows are fixed before the judge reads them
+        cfe_info = measure_cfes(cfg, splits, cfe_info, Path(cfg.paths.output_dir) / "cfe_samples.md")
     with job_loggers(cfg) as loggers:
         with timed(timings, "student"):
             student, info = train_student(cfg, splits, teacher, rows, loggers)
@@ -103,8 +107,9 @@ def cfe_task(cfg: DictConfig) -> dict:
     teacher = ensure_teacher(cfg, splits)
     if global_rank():  # the teacher's fit was the last that needs every rank: rank 0 generates
         return jobs.follower_result(cfg)
-    _, _, quality = generate_for_draw(cfg, splits, sampler, teacher, cfg.k // 2,
+    _, _, quality = generate_for_draw(cfg, splits, sampler, teacher, n_originals(cfg),
                                       cfg.augment.get("on_failure", "fill"))
+    quality = measure_cfes(cfg, splits, quality, Path(cfg.paths.output_dir) / "cfe_samples.md")
     result = base_result(cfg, "cfe", splits)
     result.update({"teacher": {"test": teacher.test_metrics, "id": teacher.id}, "cfe": quality,
                    "timings_s": {"total": time.time() - t0, "teacher": teacher.seconds, "cfe": quality["seconds"]},

@@ -238,7 +238,35 @@ def _parse(path: Path) -> dict | None:
     row.update(method=str(r["method"]), augment=str(r["augment"]), alpha=alpha, k=k, seed=seed)
     for m in METRICS:
         row[f"student_{m}"] = s.get(m, np.nan)
+    cfe = r.get("cfe") if isinstance(r.get("cfe"), dict) else {}
+    for key in CFE_COLUMNS:  # the CFE set's quality, faithfulness under the judge included
+        v = cfe.get(key)
+        row[f"cfe_{key}"] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+    row["cfe_judge"] = ((cfe.get("judge") or {}).get("family")) if isinstance(cfe.get("judge"), dict) else None
+    row["cfe_generator"] = cfe.get("generator")
     return row
+
+
+CFE_COLUMNS = ("validity", "faithfulness", "judge_test_accuracy", "judge_teacher_agreement", "edited_words_mean",
+               "fluency_drop_mean")
+
+
+def _markdown_frame(df: pd.DataFrame) -> str:
+    cell = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)])
+
+
+def cfe_quality_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, variant and k: the mean quality of its CFE sets over seeds (runs with none left out)."""
+    cols = [f"cfe_{c}" for c in CFE_COLUMNS]
+    have = runs[runs["cfe_validity"].notna()] if "cfe_validity" in runs else runs.iloc[:0]
+    if have.empty:
+        return pd.DataFrame()
+    g = have.groupby(["dataset", "variant", "k", "cfe_generator", "cfe_judge"], dropna=False)
+    out = g[cols].mean().reset_index()
+    out.insert(5, "seeds", g.size().to_numpy())
+    return out.rename(columns={c: c[4:] for c in cols})
 
 
 def _fmt_alpha(a: float) -> str:
@@ -452,7 +480,7 @@ def prepare_runs(df: pd.DataFrame, metric: str = "auto", group_by: Sequence[str]
 
 
 RUN_COLUMNS = ["dataset", "model", "variant", "method", "augment", "alpha", "k", "seed", "metric", "score",
-               "acc", "status", "path", "run_hash"]
+               "acc", "status", "cfe_validity", "cfe_faithfulness", "path", "run_hash"]
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -1054,6 +1082,12 @@ def main(argv=None) -> int:
     runs_table(runs).to_csv(paths[1], index=False, float_format="%.4f")
     paths[2].write_text(md, encoding="utf-8")
     paths[3].write_text(render_latex(agg), encoding="utf-8")
+    quality = cfe_quality_table(runs)
+    if not quality.empty:
+        paths += [out / "cfe_quality.csv", out / "cfe_quality.md"]
+        quality.to_csv(paths[-2], index=False, float_format="%.4f")
+        paths[-1].write_text("# CFE quality (mean over seeds; faithfulness: the judge gives the CFE's class)\n\n"
+                             + _markdown_frame(quality) + "\n", encoding="utf-8")
     paths += plot(agg, out)
 
     print(md)

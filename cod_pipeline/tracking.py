@@ -27,6 +27,8 @@ def log_final(loggers: list, cfg: DictConfig, result: dict, reused: bool = False
     flat.update({f"teacher/{k}": v for k, v in result["teacher"]["test"].items() if isinstance(v, (int, float))})
     cfe = result.get("cfe") or {}
     flat.update({f"cfe/{k}": v for k, v in cfe.items() if isinstance(v, (int, float))})
+    if isinstance(cfe.get("judge"), dict):  # the judge's own test score beside the faithfulness it measured
+        flat.update({f"cfe/judge_test_{k}": v for k, v in cfe["judge"]["test"].items() if isinstance(v, (int, float))})
     flat["reused"] = int(reused)
     params = run_config(cfg, reused)
     if result.get("provenance"):  # the commit and versions that produced the result (a reused one: its own)
@@ -37,8 +39,10 @@ def log_final(loggers: list, cfg: DictConfig, result: dict, reused: bool = False
         if _is_wandb(lg):
             lg.experiment.summary["reused"] = reused
         if _is_wandb(lg) and cfe.get("samples"):
-            rows = [[s["original"], s["cfe"], str(s["orig_probs"]), str(s["cfe_probs"])] for s in cfe["samples"]]
-            lg.log_table("cfe_samples", columns=["original", "cfe", "teacher p(original)", "teacher p(cfe)"], data=rows)
+            rows = [[s["original"], s["cfe"], float(max(s["orig_probs"])), float(max(s["cfe_probs"])),
+                     s.get("judge_label", "")] for s in cfe["samples"]]
+            lg.log_table("cfe_samples", columns=["original", "cfe", "teacher confidence (original)",
+                                                 "teacher confidence (cfe)", "judge"], data=rows)
         lg.save()
 
 

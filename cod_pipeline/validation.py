@@ -23,7 +23,7 @@ from cod_pipeline import ConfigError
 
 STAGES = ("teacher", "cfe", "student", "moons", "fisher", "proximity")
 LLM_GENERATORS = ("openai", "hybrid", "local_llm", "local_gemma")
-CFE_AUGMENTS = ("cod", "cod_unvalidated")  # augments that ask the cfe generator (random_edit does not)
+CFE_AUGMENTS = ("cod", "cod_full", "cod_unvalidated")  # augments that ask the cfe generator (random_edit does not)
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,7 @@ AUGMENT_DIR = Path(__file__).resolve().parents[1] / "conf" / "augment"
 
 def _arms(cfg: DictConfig) -> list[tuple[str, float]]:
     """(what, share of k spent on originals) for the main augment and each ``compare`` augment."""
-    def share(aug) -> float:
-        return 0.5 if aug.get("paired") else float(aug.get("fraction", 1))
+    from cod_pipeline.augment import originals_share as share
 
     if cfg.stage in ("cfe", "proximity"):
         return [(f"stage={cfg.stage}", 0.5)]

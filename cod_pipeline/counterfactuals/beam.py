@@ -49,6 +49,7 @@ class SearchConfig:
     within_gate: bool = False  # a flip farther than max_edit_distance (the gate's) is no flip: others are chosen
     max_edit_distance: float | None = None
     free_edit_words: int = 0
+    reader_margin: float = 0.0  # with a second reader: it must give the flip's class by this margin
 
 
 @dataclass
@@ -72,10 +73,12 @@ class ScoreCache:
     near-flips) exactly, in place."""
 
     def __init__(self, scorer: Callable[[list[str]], np.ndarray], batch_size: int,
-                 exact: Callable[[list[str]], np.ndarray] | None = None):
-        self.scorer, self.exact = scorer, exact
+                 exact: Callable[[list[str]], np.ndarray] | None = None,
+                 second: Callable[[list[str]], np.ndarray] | None = None):
+        self.scorer, self.exact, self.second = scorer, exact, second
         self.batch_size = max(1, int(batch_size))
         self.cache: dict[str, np.ndarray] = {}
+        self.second_cache: dict[str, np.ndarray] = {}  # the second reader's probabilities (None: no reader)
         self.confirmed: set[str] = set()
 
     def score(self, texts: Sequence[str]) -> None:
@@ -95,6 +98,13 @@ class ScoreCache:
                 raise ValueError(f"scorer returned shape {probs.shape} for {len(chunk)} texts")
             for t, p in zip(chunk, probs):
                 self.cache[t] = p
+            fresh = [t for t in chunk if t not in self.second_cache] if self.second is not None else []
+            if fresh:
+                for t, q in zip(fresh, np.asarray(self.second(fresh), dtype=np.float64)):
+                    self.second_cache[t] = q
+
+    def reader(self, text: str) -> np.ndarray | None:
+        return self.second_cache.get(text) if self.second is not None else None
 
 
 class OriginalSearch:
@@ -126,6 +136,22 @@ class OriginalSearch:
         others = np.delete(p, self.label)
         return float(p[self.label] - others.max()) if others.size else float(p[self.label])
 
+    def joint(self, pool: ScoreCache, text: str, summed: bool = False) -> float:
+        """The teacher's objective; with a second reader, the worse of the two (both must move),
+        or their sum (``summed``: how much a word matters to either)."""
+        obj, q = self.objective(pool.cache[text]), pool.reader(text)
+        if q is None:
+            return obj
+        return obj + self.objective(q) if summed else max(obj, self.objective(q))
+
+    def reader_agrees(self, pool: ScoreCache, text: str, p: np.ndarray) -> bool:
+        """No second reader, or it gives the teacher's new class by ``reader_margin``."""
+        q = pool.reader(text)
+        if q is None:
+            return True
+        new = int(np.argmax(p))
+        return int(np.argmax(q)) == new and float(q[new] - np.delete(q, new).max()) >= self.cfg.reader_margin
+
     def flipped(self, p: np.ndarray) -> bool:
         am = int(np.argmax(p))
         ok = am == self.target if self.target is not None else am != self.label
@@ -144,9 +170,9 @@ class OriginalSearch:
 
     def set_positions(self, pool: ScoreCache) -> None:
         cfg = self.cfg
-        base = self.objective(self.orig_probs)
+        base = self.joint(pool, self.text, summed=True)
         if len(self.word_pos) > 1:
-            imp = {i: base - self.objective(pool.cache[render(self.tokens, {i: ()})]) for i in self.word_pos}
+            imp = {i: base - self.joint(pool, render(self.tokens, {i: ()}), summed=True) for i in self.word_pos}
         else:
             imp = {i: 0.0 for i in self.word_pos}
         order = sorted(self.word_pos, key=lambda i: -imp[i])
@@ -206,19 +232,21 @@ class OriginalSearch:
             p = pool.cache[text]
             obj = self.objective(p)
             fl = cfg.fluency_weight * self.fluency(state)
-            if self.flipped(p):  # -obj is the flip's margin over the original class (or to the target)
+            teacher_flip = self.flipped(p)
+            if teacher_flip and self.reader_agrees(pool, text, p):  # -obj: the flip's margin (or to the target)
                 if self.too_far(text):
                     continue  # the gate would reject it, and deeper edits only go farther
                 flips.append((abs(-obj - cfg.target_margin) + fl, state, text, p))
             else:  # the beam: where the search goes one edit deeper if a guide rejects every flip
-                scored.append((obj + fl, state, text, p))
+                scored.append((self.joint(pool, text) + fl, state, text, p, teacher_flip))
         if flips:
             self.flips = sorted(flips, key=lambda x: x[0])
             self.choose(self.flips[0])
         scored.sort(key=lambda x: x[0])
-        if not flips and scored and (self.near is None or self.objective(scored[0][3]) < self.near[0]):
-            self.near = (self.objective(scored[0][3]), scored[0][2], scored[0][3])
-        self.beam = [s for _, s, _, _ in scored[: cfg.beam_size]]
+        near = [s for s in scored if not s[4]]  # a near-flip partner is one the teacher does not flip
+        if not flips and near and (self.near is None or self.objective(near[0][3]) < self.near[0]):
+            self.near = (self.objective(near[0][3]), near[0][2], near[0][3])
+        self.beam = [s[1] for s in scored[: cfg.beam_size]]
 
     def choose(self, flip: tuple) -> None:
         _, state, text, p = flip
@@ -297,6 +325,7 @@ def search_cfe(
     progress: bool = False,
     guide=None,
     exact: Callable[[list[str]], np.ndarray] | None = None,
+    second: Callable[[list[str]], np.ndarray] | None = None,
 ) -> list[SearchResult]:
     """Minimal word-edit counterfactuals of ``texts`` for the teacher ``scorer``.
 
@@ -305,7 +334,9 @@ def search_cfe(
     is given (a target equal to the label is ignored). Originals are searched in groups in
     lock-step so teacher calls are full batches of ``cfg.batch_size`` texts. With ``exact``,
     ``scorer`` is a cheaper screen (``search.screen_dtype``): what counts as a flip, and the
-    near-flips' probabilities, come from ``exact``."""
+    near-flips' probabilities, come from ``exact``. With ``second`` (a reader of another model
+    family), a flip counts only where it gives the teacher's new class too, and the beam moves
+    toward texts both read as the other class."""
     if len(texts) != len(labels):
         raise ValueError("texts and labels differ in length")
     if targets is not None and len(targets) != len(texts):
@@ -319,7 +350,7 @@ def search_cfe(
 
         bar = tqdm(total=len(jobs), desc="cfe-search", mininterval=1.0)
     for k in range(0, len(jobs), group):
-        pool = ScoreCache(scorer, cfg.batch_size, exact)  # cache per group keeps memory bounded
+        pool = ScoreCache(scorer, cfg.batch_size, exact, second)  # cache per group keeps memory bounded
         _run_group(jobs[k : k + group], pool, cfg, guide)
         if bar is not None:
             bar.update(len(jobs[k : k + group]))

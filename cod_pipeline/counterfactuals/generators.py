@@ -77,6 +77,15 @@ class Generator:
         """The ``legacy_runtime`` of the option this ``cfe`` node was composed from."""
         return cls.legacy_runtime
 
+    #: texts of the unlabelled training pool this generator wants with the teacher's labels
+    #: (``fit_pool``) before it proposes: 0 for none; ``pool_loader`` () -> a ``pool.Pool``, set by the caller
+    pool_size: int = 0
+    pool_loader = None
+    reader_families: tuple[str, ...] = ()  # model families the generator reads texts with, beside the teacher
+
+    def fit_pool(self, texts: list[str], teacher_probs: np.ndarray) -> None:
+        """Unlabelled pool text and the teacher's probabilities on it (a generator's own reader)."""
+
     def propose(self, items: list[Item], scorer) -> list[Candidate]:
         raise NotImplementedError
 
@@ -95,7 +104,7 @@ class SearchGenerator(Generator):
                          "search.fallback": True}
 
     def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None,
-                 screen_dtype: str = "float32", **search_kw):
+                 screen_dtype: str = "float32", reader: dict | None = None, **search_kw):
         super().__init__(task)
         from cod_pipeline.counterfactuals.search import SearchConfig
 
@@ -119,6 +128,18 @@ class SearchGenerator(Generator):
 
             self.guide = LMGuide(model, descriptions or [], fluent_cfes=get_task(task).fluent_cfes, **lm)
             self.name, self.llm_model = "lm_search", Path(model.gguf).name
+        # a second reader of another family (word/char n-grams) fitted to the teacher's labels of
+        # pool text: a flip counts only where it reads the new class too, so an edit that moves
+        # the teacher through a word it alone over-reacts to is no CFE
+        self.reader_spec = dict(reader) if reader else None
+        self.reader = None
+        if self.reader_spec:
+            self.pool_size = int(self.reader_spec.get("pool_size", 4000))
+            self.cfg.reader_margin = float(self.reader_spec.get("margin", 0.0))
+            self.name += "+reader"
+            from cod_pipeline.models.ngram import NgramClassifier
+
+            self.reader_families = (NgramClassifier.family,)
 
     @classmethod
     def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "SearchGenerator":
@@ -130,11 +151,34 @@ class SearchGenerator(Generator):
         if cfg.get("target_margin") is not None:
             kw["target_margin"] = float(cfg.target_margin)
         lm = dict(cfg.lm) if cfg.get("lm") else None
-        return cls(task, lm=lm, descriptions=descriptions, **kw)
+        reader = OmegaConf.to_container(cfg.reader, resolve=True) if cfg.get("reader") else None
+        return cls(task, lm=lm, descriptions=descriptions, reader=reader, **kw)
 
     def check(self) -> None:
         if self.guide is not None:
             self.guide.lm.check()
+
+    def _fit_cached(self, pool) -> None:
+        """The reader fitted to this pool once, kept beside the pool's teacher probabilities."""
+        import pickle
+
+        path = pool.path.with_suffix(f".reader-{config_hash(self.reader_spec, 8)}.pkl") if pool.path else None
+        if path is not None and path.exists():
+            self.reader = pickle.loads(path.read_bytes())
+            return
+        self.fit_pool(pool.texts, pool.probs)
+        if path is not None:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(self.reader))
+            os.replace(tmp, path)
+
+    def fit_pool(self, texts, teacher_probs) -> None:
+        if self.reader_spec:
+            from cod_pipeline.models.ngram import NgramClassifier
+
+            probs = np.asarray(teacher_probs)
+            spec = {k: v for k, v in self.reader_spec.items() if k in ("bits", "l2", "max_iter")}
+            self.reader = NgramClassifier(probs.shape[1], **spec).fit(list(texts), probs.argmax(1))
 
     def propose(self, items, scorer):
         from cod_pipeline.counterfactuals.search import search_cfe
@@ -144,11 +188,16 @@ class SearchGenerator(Generator):
             with autocast(self.screen_dtype):
                 return np.asarray(scorer(texts), dtype=np.float64)
 
+        if self.reader_spec and self.reader is None:
+            if self.pool_loader is None:
+                raise RuntimeError(f"cfe={self.name}: its reader needs pool text (fit_pool or pool_loader) first")
+            self._fit_cached(self.pool_loader())
         texts = [it.start_from or it.text for it in items]
         exact = self.screen_dtype != "float32"
         results = search_cfe(texts, [it.label for it in items], screen if exact else scorer, self.cfg,
                              [it.target for it in items], progress=len(items) > 4, guide=self.guide,
-                             exact=scorer if exact else None)
+                             exact=scorer if exact else None,
+                             second=self.reader.probs if self.reader is not None else None)
         return [Candidate(r.text, None if r.text else "no_flip_found",
                           extra={"edits": r.edits, "teacher_calls": r.teacher_calls, "near": r.near,
                                  "near_probs": r.near_probs, "lm_logprob": r.lm_logprob,

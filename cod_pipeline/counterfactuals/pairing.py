@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
+from cod_pipeline.augment import n_originals
 from cod_pipeline.cache import config_hash
 from cod_pipeline.counterfactuals.gate import Gate
 from cod_pipeline.counterfactuals.generate import ValidatedCFEs
@@ -37,6 +38,10 @@ def make_generation(cfg: DictConfig, splits, teacher) -> ValidatedCFEs:
     gen = build_generator(cfg.cfe, cfg.dataset.task, [template.format(n) for n in splits.label_names])
     gen.prompt_version = f"{gen.prompt_version}-{cfe_identity(cfg.cfe)}"
     getattr(gen, "check", lambda: None)()
+    if gen.pool_size:  # a generator's own reader learns from the teacher's labels of pool text, when first needed
+        from cod_pipeline.counterfactuals.pool import teacher_pool
+
+        gen.pool_loader = lambda: teacher_pool(cfg, splits, teacher, gen.pool_size)
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite", cfg.paths.get("shared_fs"))
     gate = Gate(cfg.cfe.max_edit_distance, min_margin=cfg.cfe.get("min_margin", 0.0),
                 free_edit_words=cfg.cfe.get("free_edit_words", 0))
@@ -82,6 +87,8 @@ def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, p
     out = Path(cfg.paths.output_dir)
     quality["samples_file"] = str(write_samples(tried, out / "cfe_samples.md", splits.label_names))
     quality["samples"] = [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")} for r in records[:10]]
+    quality["records"] = tried  # for the judge (judge.measure_cfes consumes it); never saved
+    quality["reader_families"] = list(generation.gen.reader_families)  # a judge must be of none of them
     log.info("CFEs: %d valid for %d originals tried (validity %.2f), mean edit distance %.3f, %s",
              len(records), len(tried), quality["validity"] or 0.0, quality["edit_distance_mean"] or float("nan"),
              dict(generation.stats))
@@ -102,7 +109,7 @@ def cod_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dic
     original of its class from KD's own draw, unpaired; ``replace`` swaps it for the next original
     that flips."""
     aug = cfg.augment
-    n_pairs, policy = cfg.k // 2, aug.get("on_failure", "replace")
+    n_pairs, policy = n_originals(cfg), aug.get("on_failure", "replace")
     ce_weight = None if aug.get("cfe_loss", "ce_kl") == "ce_kl" else 0.0  # kl: the CFE's hard label is not used
     pairs, failed, quality = generate_for_draw(cfg, splits, sampler, teacher, n_pairs, policy)
     rows = []
@@ -120,7 +127,7 @@ def cod_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dic
             near += 1
             rows.append(_row(rec["sample_id"] + ":near", rec["near"], int(np.argmax(rec["near_probs"])), g, True,
                              ce_weight))
-        else:  # fill: the next original of the same class, as KD would have drawn it
+        elif aug.get("refill", True):  # fill: the next original of the same class, as KD would have drawn it
             nxt = splits.train.iloc[spare[y].pop(0)]
             rows.append(_row(nxt["id"], nxt["text"], y, g + len(failed), False))
     quality.update({"near_flips": near, "fill_originals": len(failed) - near})
@@ -147,7 +154,7 @@ class UnvalidatedPairs(PairedAugment):
     """``cod_unvalidated`` (the official code): the generator's first proposal, labelled 1 − gold."""
 
     def rows(self, cfg, splits, sampler, teacher):
-        pairs, quality = _unvalidated(cfg, splits, sampler, teacher, cfg.k // 2)
+        pairs, quality = _unvalidated(cfg, splits, sampler, teacher, n_originals(cfg))
         rows = []
         for g, (pos, rec) in enumerate(pairs):
             gold = int(splits.train.iloc[pos]["label"])
@@ -160,7 +167,7 @@ class RandomEditPairs(PairedAugment):
     """``random_edit``: ``augment.n_edits`` random word edits per original, labelled by the teacher."""
 
     def rows(self, cfg, splits, sampler, teacher):
-        idx = sampler.draw(cfg.k // 2)
+        idx = sampler.draw(n_originals(cfg))
         df = splits.train.iloc[list(idx)]
         edited = random_edits(df["text"].tolist(), [cfg.augment.n_edits] * len(df), cfg.seed, cfg.dataset.task)
         probs = teacher.probs(edited)
@@ -171,6 +178,43 @@ class RandomEditPairs(PairedAugment):
         orig_pred = teacher.probs(df["text"].tolist()).argmax(-1)
         return rows, {"generator": "random_edit", "n_edits": cfg.augment.n_edits,
                       "teacher_flip_rate": float(np.mean(orig_pred != probs.argmax(-1)))}
+
+
+class RetrievedPairs(PairedAugment):
+    """``retrieved`` (a control, never a default): each of CoD's originals paired with its nearest
+    real text of the unlabelled pool (tf-idf n-gram cosine) that the teacher gives another class.
+    Natural text near the boundary, not a minimal edit; it reads pool text CoD does not."""
+
+    def rows(self, cfg, splits, sampler, teacher):
+        from cod_pipeline.counterfactuals.pool import teacher_pool
+        from cod_pipeline.models.ngram import HashedNgrams
+
+        t0 = time.time()
+        idx = [int(i) for i in sampler.draw(n_originals(cfg))]
+        df = splits.train.iloc[idx]
+        pool = teacher_pool(cfg, splits, teacher, cfg.augment.pool_size)
+        originals = df["text"].tolist()
+        orig_probs = teacher.probs(originals)
+        feats = HashedNgrams().fit(pool.texts)
+        sims = (feats.transform(originals) @ feats.transform(pool.texts).T).toarray()
+        sims[:, np.isin(pool.positions, idx)] = -np.inf  # never an original of the draw itself
+        pool_label = pool.probs.argmax(1)
+        rows, records = [], []
+        for g, (sid, text, y, p, s) in enumerate(zip(df["id"], originals, df["label"], orig_probs, sims)):
+            s = np.where(pool_label != int(p.argmax()), s, -np.inf)
+            j = int(np.argmax(s))
+            partner, q = pool.texts[j], pool.probs[j]
+            rows.append(_row(sid, text, y, g, False))
+            rows.append(_row(f"{sid}:retrieved", partner, int(q.argmax()), g, True))
+            records.append({"sample_id": sid, "original": text, "orig_probs": p.tolist(), "label": int(p.argmax()),
+                            "cfe": partner, "cfe_probs": [float(x) for x in q], "cfe_label": int(q.argmax()),
+                            "valid": True, "similarity": float(s[j]), "target": None})
+        quality = summarize(records, time.time() - t0)
+        quality.update({"generator": "retrieved", "pool_size": len(pool.texts), "records": records,
+                        "similarity_mean": float(np.mean([r["similarity"] for r in records])),
+                        "samples": [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")}
+                                    for r in records[:10]]})
+        return rows, quality
 
 
 def augment_class(aug: DictConfig) -> type[PairedAugment]:

@@ -54,14 +54,22 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
 
 
 def write_samples(records: list[dict], path: Path, label_names: list[str], n: int = 25) -> Path:
-    """A readable sample: original, CFE with edited words marked, teacher probabilities."""
+    """A readable sample: original, CFE with edited words marked, teacher probabilities, and the
+    judge's class on the CFE once a judge has read them (``judge_label``)."""
     fmt = lambda p: ", ".join(f"{name} {q:.2f}" for name, q in zip(label_names, p))  # noqa: E731
-    lines = ["| # | original (teacher) | CFE, edits in **bold** (teacher) |", "|---|---|---|"]
+    judged = any("judge_label" in r for r in records)
+    head = "| # | original (teacher) | CFE, edits in **bold** (teacher) |" + (" judge |" if judged else "")
+    lines = [head, "|---|---|---|" + ("---|" if judged else "")]
     for i, r in enumerate(records[:n], 1):
         esc = lambda s: s.replace("|", "\\|")  # noqa: E731
         cfe = (f"{esc(diff_markdown(r['original'], r['cfe']))} ({fmt(r['cfe_probs'])})" if r.get("valid")
                else f"*no valid CFE: {r.get('reason')}*")
-        lines.append(f"| {i} | {esc(r['original'])} ({fmt(r['orig_probs'])}) | {cfe} |")
+        row = f"| {i} | {esc(r['original'])} ({fmt(r['orig_probs'])}) | {cfe} |"
+        if judged:
+            j = r.get("judge_label")
+            row += (f" {label_names[j]} ({'agrees' if j == r.get('cfe_label') else 'disagrees'}) |"
+                    if j is not None else " |")
+        lines.append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Counterfactual samples\n\n" + "\n".join(lines) + "\n")
     return path
