@@ -266,7 +266,7 @@ def cfe_quality_table(runs: pd.DataFrame) -> pd.DataFrame:
     g = have.groupby(["dataset", "variant", "k", "cfe_generator", "cfe_judge"], dropna=False)
     out = g[cols].mean().reset_index()
     out.insert(5, "seeds", g.size().to_numpy())
-    return out.rename(columns={c: c[4:] for c in cols})
+    return out.rename(columns={c: c[4:] for c in cols + ["cfe_generator", "cfe_judge"]})
 
 
 def _fmt_alpha(a: float) -> str:
@@ -317,7 +317,8 @@ def collect(paths) -> pd.DataFrame:
     rows = [r for r in (_parse(p) for p in _expand(paths)) if r is not None]
     cols = ["path", "mtime", "stage", "dataset", "model", "run_hash", "primary_metric",
             "method", "augment", "alpha", "k", "seed"] + \
-        [f"teacher_{m}" for m in METRICS] + [f"student_{m}" for m in METRICS] + ["config"]
+        [f"teacher_{m}" for m in METRICS] + [f"student_{m}" for m in METRICS] + ["config"] + \
+        [f"cfe_{c}" for c in CFE_COLUMNS] + ["cfe_judge", "cfe_generator"]
     df = pd.DataFrame(rows, columns=cols)
     df["alpha"] = df["alpha"].astype(float)
     return _label_variants(df)

@@ -425,3 +425,20 @@ def test_each_dataset_has_its_own_k_columns(tmp_path):
     imdb = md.split("### imdb")[1].split("###")[0]
     assert "k=8" in sst2 and "k=16" in sst2 and "k=32" not in sst2
     assert "k=32" in imdb and "k=8" not in imdb
+
+
+def test_cfe_quality_table_from_the_runs_cfe_sets(tmp_path):
+    root = tmp_path / "multirun"
+    for s, (valid, faith) in enumerate([(1.0, 0.5), (0.8, 0.7)]):
+        p = write_result(root, f"cod_{s}", augment="cod", seed=s, acc=0.7)
+        r = json.loads(p.read_text())
+        r["cfe"] = {"generator": "lm_search", "validity": valid, "faithfulness": faith, "edited_words_mean": 1.5,
+                    "judge": {"family": "ngram-logreg", "test": {"accuracy": 0.8}}, "judge_test_accuracy": 0.8}
+        p.write_text(json.dumps(r))
+        write_result(root, f"kd_{s}", seed=s, acc=0.65)
+    out = tmp_path / "out"
+    assert report.main([str(root), "--out", str(out)]) == 0
+    q = pd.read_csv(out / "cfe_quality.csv")
+    assert len(q) == 1 and q.iloc[0]["seeds"] == 2  # KD has no CFE set: no row
+    assert q.iloc[0]["faithfulness"] == pytest.approx(0.6) and q.iloc[0]["validity"] == pytest.approx(0.9)
+    assert q.iloc[0]["judge"] == "ngram-logreg" and "0.60" in (out / "cfe_quality.md").read_text()
