@@ -31,9 +31,13 @@ def _jobs(ds, k, seed, out):
              "search")]
 
 
-def _arms(result: dict, which: str) -> dict:
+def _arms(folder, which: str) -> dict:
+    """Every arm's result in a job's folder: the main one, and each compare arm's own folder."""
+    result = json.loads((folder / "result.json").read_text())
     out = {}
-    entries = [(f"{result['method']}+{result['augment']}", result)] + list((result.get("compare") or {}).items())
+    entries = [(f"{result['method']}+{result['augment']}", result)] + [
+        (f"{result['method']}+{p.name}", json.loads((p / "result.json").read_text()))
+        for p in sorted((folder / "compare").glob("*")) if (p / "result.json").exists()]
     for name, r in entries:
         label = {"kd+cod": f"kd+cod ({'lm_reader' if which == 'reader' else 'lm_search'})",
                  "kd+cod_full": "kd+cod_full (lm_reader)"}.get(name, name)
@@ -64,8 +68,7 @@ def main():
                     print(f"[bench_controls] {ds} k={k} seed={seed} {which}", flush=True)
                     subprocess.run([sys.executable, "run.py", *overrides], cwd=ROOT, check=True,
                                    stdout=subprocess.DEVNULL)
-                    result = json.loads((out / ds / f"k{k}" / f"s{seed}" / which / "result.json").read_text())
-                    for arm, fig in _arms(result, which).items():
+                    for arm, fig in _arms(out / ds / f"k{k}" / f"s{seed}" / which, which).items():
                         scores[(ds, k, arm)][seed] = fig
     rows = []
     for ds in args.datasets.split(","):
