@@ -16,15 +16,12 @@ A generator entry may carry overrides after ``+`` (an option's variant, shown as
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
 import time
 
-from common import ROOT, compose, md_table, write
-
-SHARED = ROOT.parent / "shared" / "data"
+from common import compose, md_table, use_local_glue, write
 
 
 def main():
@@ -34,8 +31,7 @@ def main():
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--tag", default=None, help="a variant's own table (results/bench_cfe_quality_<tag>.md)")
     args = ap.parse_args()
-    os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
-    os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
+    use_local_glue()
 
     from cod_pipeline.counterfactuals.lm import LanguageModel
     from cod_pipeline.counterfactuals.pairing import generate_for_draw

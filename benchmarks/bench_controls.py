@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections import defaultdict
 
-from common import ROOT, md_table, write
+from common import ROOT, md_table, use_local_glue, write
 
-SHARED = ROOT.parent / "shared" / "data"
 ARMS = ["kd+none", "kd+half", "kd+cod (lm_search)", "kd+cod (lm_reader)", "kd+retrieved", "kd+cod_full (lm_reader)"]
 
 
@@ -55,8 +53,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--tag", default=None)
     args = ap.parse_args()
-    os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
-    os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
+    use_local_glue()
     from cod_pipeline.stats import paired_gain
 
     out = ROOT / "logs" / "bench_controls"

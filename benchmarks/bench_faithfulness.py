@@ -13,13 +13,11 @@ per dataset of the last generator with the mpnet judge's label.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import time
 
-from common import ROOT, compose, md_table, write
+from common import compose, md_table, use_local_glue, write
 
-SHARED = ROOT.parent / "shared" / "data"
 DATASETS = "rotten_tomatoes,sst2_local,tweets,tweets3,subjectivity,cola_local,convention"
 
 
@@ -39,8 +37,7 @@ def main():
     ap.add_argument("--n", type=int, default=30, help="originals per dataset (a multiple of every class count)")
     ap.add_argument("--tag", default=None)
     args = ap.parse_args()
-    os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
-    os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
+    use_local_glue()
 
     from cod_pipeline.counterfactuals.pairing import generate_for_draw
     from cod_pipeline.judge import ensure_judge, faithfulness

@@ -16,13 +16,10 @@ split by whether a near-copy exists in the pool: is CoD's gain over KD where the
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, compose, md_table, write
-
-SHARED = ROOT.parent / "shared" / "data"
+from common import compose, md_table, use_local_glue, write
 
 
 def grams(text: str) -> set[str]:
@@ -106,8 +103,7 @@ def main():
     ap.add_argument("--k", type=int, default=16, help="the students' k")
     ap.add_argument("extra", nargs="*", help="more overrides (dataset=local's path, …)")
     args = ap.parse_args()
-    os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
-    os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
+    use_local_glue()
     from cod_pipeline.pipeline import prepare
 
     rows, students = [], []

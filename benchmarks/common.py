@@ -9,7 +9,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+
+
+def use_local_glue() -> None:
+    """``sst2_local`` / ``cola_local`` read ../shared/data unless $SST2_DIR / $COLA_DIR say otherwise."""
+    os.environ.setdefault("SST2_DIR", str(SHARED / "sst2"))
+    os.environ.setdefault("COLA_DIR", str(SHARED / "cola"))
 
 
 def machine() -> str:

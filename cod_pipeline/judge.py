@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import StageCache, config_hash
+from cod_pipeline.data.splits import first_by_id
 from cod_pipeline.evaluation import metrics
 
 log = logging.getLogger(__name__)
@@ -159,20 +160,17 @@ def ensure_judge(cfg: DictConfig, splits, generator_families: Sequence[str] = ()
     if judge.family in set(generator_families):
         raise ConfigError(f"judge={spec.get('name')} is of the family {judge.family!r}, which the CFE generator "
                           f"reads with too: choose a judge of another family (conf/judge/)")
-    key = {"dataset": teacher_key(cfg)["dataset"], "data_files": teacher_key(cfg)["data_files"], "judge": spec}
+    data = teacher_key(cfg)  # the dataset's identity as the teacher's (local files by their bytes)
+    key = {"dataset": data["dataset"], "data_files": data["data_files"], "judge": spec}
     cache = StageCache(cfg.paths.cache_dir)
     path = cache.path("judge", key)
     if (path / "DONE").exists():
         judge.load_state(pickle.loads((path / "state.pkl").read_bytes()))
         return judge, json.loads((path / "meta.json").read_text())
-    train = splits.train
-    if judge.train_cap and len(train) > judge.train_cap:
-        train = train.iloc[np.argsort(train["id"].to_numpy(), kind="stable")[: judge.train_cap]]
+    train = _capped(splits.train, judge.train_cap)
     log.info("judge %s: training on %d gold-labelled texts of %s", judge.family, len(train), cfg.dataset.name)
     judge.fit(train["text"].tolist(), train["label"].to_numpy())
-    test = splits.test
-    if judge.test_cap and len(test) > judge.test_cap:
-        test = test.iloc[np.argsort(test["id"].to_numpy(), kind="stable")[: judge.test_cap]]
+    test = _capped(splits.test, judge.test_cap)
     pred = judge.probs(test["text"].tolist()).argmax(1)
     meta = {"family": judge.family, "name": spec.get("name"), "train_size": len(train), "id": config_hash(key, 12),
             "test": metrics(test["label"].to_numpy(), pred, splits.num_classes)}
@@ -180,6 +178,11 @@ def ensure_judge(cfg: DictConfig, splits, generator_families: Sequence[str] = ()
         (tmp / "state.pkl").write_bytes(pickle.dumps(judge.state()))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return judge, meta
+
+
+def _capped(df, cap: int | None):
+    """The split as it is, or over ``cap`` rows its first ``cap`` by text id."""
+    return df.iloc[first_by_id(df, cap)] if cap and len(df) > cap else df
 
 
 def faithfulness(judge: Judge, records: list[dict]) -> dict:

@@ -242,7 +242,7 @@ def _parse(path: Path) -> dict | None:
     for key in CFE_COLUMNS:  # the CFE set's quality, faithfulness under the judge included
         v = cfe.get(key)
         row[f"cfe_{key}"] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
-    row["cfe_judge"] = ((cfe.get("judge") or {}).get("family")) if isinstance(cfe.get("judge"), dict) else None
+    row["cfe_judge"] = cfe["judge"].get("family") if isinstance(cfe.get("judge"), dict) else None
     row["cfe_generator"] = cfe.get("generator")
     return row
 

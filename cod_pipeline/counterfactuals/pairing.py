@@ -20,7 +20,7 @@ from cod_pipeline.cache import config_hash
 from cod_pipeline.counterfactuals.gate import Gate
 from cod_pipeline.counterfactuals.generate import ValidatedCFEs
 from cod_pipeline.counterfactuals.generators import build_generator, identity
-from cod_pipeline.counterfactuals.quality import summarize, write_samples
+from cod_pipeline.counterfactuals.quality import sample_rows, summarize, write_samples
 from cod_pipeline.counterfactuals.random_edit import random_edits
 from cod_pipeline.counterfactuals.store import CFEStore
 
@@ -86,7 +86,7 @@ def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, p
                     "cache": dict(generation.stats), "llm_calls_this_run": generation.stats["llm_calls"]})
     out = Path(cfg.paths.output_dir)
     quality["samples_file"] = str(write_samples(tried, out / "cfe_samples.md", splits.label_names))
-    quality["samples"] = [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")} for r in records[:10]]
+    quality["samples"] = sample_rows(records)
     quality["records"] = tried  # for the judge (judge.measure_cfes consumes it); never saved
     quality["reader_families"] = list(generation.gen.reader_families)  # a judge must be of none of them
     log.info("CFEs: %d valid for %d originals tried (validity %.2f), mean edit distance %.3f, %s",
@@ -195,8 +195,9 @@ class RetrievedPairs(PairedAugment):
         pool = teacher_pool(cfg, splits, teacher, cfg.augment.pool_size)
         originals = df["text"].tolist()
         orig_probs = teacher.probs(originals)
-        feats = HashedNgrams().fit(pool.texts)
-        sims = (feats.transform(originals) @ feats.transform(pool.texts).T).toarray()
+        feats = HashedNgrams()
+        pool_x = feats.fit_transform(pool.texts)
+        sims = (feats.transform(originals) @ pool_x.T).toarray()
         sims[:, np.isin(pool.positions, idx)] = -np.inf  # never an original of the draw itself
         pool_label = pool.probs.argmax(1)
         rows, records = [], []
@@ -212,8 +213,7 @@ class RetrievedPairs(PairedAugment):
         quality = summarize(records, time.time() - t0)
         quality.update({"generator": "retrieved", "pool_size": len(pool.texts), "records": records,
                         "similarity_mean": float(np.mean([r["similarity"] for r in records])),
-                        "samples": [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")}
-                                    for r in records[:10]]})
+                        "samples": sample_rows(records)})
         return rows, quality
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cod_pipeline.data.splits import first_by_id
+
 
 @dataclass
 class Pool:
@@ -23,7 +25,7 @@ class Pool:
 
 def teacher_pool(cfg, splits, teacher, n: int) -> Pool:
     """The first ``n`` training rows by text id, scored by the teacher (cached under ``paths.cache_dir``)."""
-    order = np.argsort(splits.train["id"].to_numpy(), kind="stable")[: int(n)]
+    order = first_by_id(splits.train, n)
     texts = splits.train["text"].iloc[order].tolist()
     digest = hashlib.sha1("\n".join(splits.train["id"].iloc[order]).encode()).hexdigest()[:12]
     path = Path(cfg.paths.cache_dir) / "pool_probs" / f"{teacher.id}-{digest}.npy"

@@ -53,6 +53,11 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
     return out
 
 
+def sample_rows(records: list[dict], n: int = 10) -> list[dict]:
+    """The first ``n`` valid records as a result carries them: texts and teacher probabilities."""
+    return [{k: r[k] for k in ("original", "cfe", "orig_probs", "cfe_probs")} for r in records[:n]]
+
+
 def write_samples(records: list[dict], path: Path, label_names: list[str], n: int = 25) -> Path:
     """A readable sample: original, CFE with edited words marked, teacher probabilities, and the
     judge's class on the CFE once a judge has read them (``judge_label``)."""

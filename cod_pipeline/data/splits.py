@@ -33,6 +33,12 @@ def text_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def first_by_id(df: pd.DataFrame, n: int) -> np.ndarray:
+    """Row positions of the first ``n`` rows by text id: a fixed subset of a split that no run
+    seed moves."""
+    return np.argsort(df["id"].to_numpy(), kind="stable")[: int(n)]
+
+
 def _order(keys: pd.Series, salt: str) -> pd.Series:
     return keys.map(lambda s: hashlib.sha1(f"{salt}:{s}".encode()).hexdigest())
 

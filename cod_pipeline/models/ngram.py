@@ -50,12 +50,19 @@ class HashedNgrams:
         return sparse.csr_matrix((np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(len(texts), self.dim))
 
     def fit(self, texts: Sequence[str]) -> "HashedNgrams":
-        df = np.bincount(self.counts(texts).indices, minlength=self.dim)
-        self.idf = np.log((1 + len(texts)) / (1 + df)) + 1.0
+        self.fit_transform(texts)
         return self
 
-    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+    def fit_transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """``fit`` then ``transform`` of the same texts, their n-grams counted once."""
         x = self.counts(texts)
+        self.idf = np.log((1 + len(texts)) / (1 + np.bincount(x.indices, minlength=self.dim))) + 1.0
+        return self._weigh(x)
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        return self._weigh(self.counts(texts))
+
+    def _weigh(self, x: sparse.csr_matrix) -> sparse.csr_matrix:
         x.data = np.log1p(x.data)  # sublinear tf
         x = x.multiply(self.idf).tocsr()
         norms = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
@@ -102,7 +109,7 @@ class NgramClassifier:
         self.w: np.ndarray | None = None
 
     def fit(self, texts: Sequence[str], labels: Sequence[int]) -> "NgramClassifier":
-        x = self.features.fit(texts).transform(texts)
+        x = self.features.fit_transform(texts)
         self.w = fit_softmax(x, np.asarray(labels), self.num_classes, self.l2, self.max_iter)
         return self
 
