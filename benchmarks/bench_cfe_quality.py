@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-from common import compose, md_table, use_local_glue, write
+from common import compose, md_cell, md_table, use_local_glue, write
 
 
 def main():
@@ -64,8 +64,8 @@ def main():
             if gen == sampled:
                 names = splits.label_names
                 for r in random.Random(0).sample(recs, min(10, len(recs))):
-                    samples.append({"dataset": cfg.dataset.name, "original": _cell(r["original"]),
-                                    "CFE": _cell(r["cfe"]),
+                    samples.append({"dataset": cfg.dataset.name, "original": md_cell(r["original"]),
+                                    "CFE": md_cell(r["cfe"]),
                                     "teacher": f"{names[r['label']]} → {names[r['cfe_label']]}"})
             print(rows[-1], flush=True)
     body = ("Validity: share of the originals tried whose CFE flips the teacher within the edit gate. "
@@ -77,10 +77,6 @@ def main():
     write("bench_cfe_quality" + (f"_{args.tag}" if args.tag else ""),
           f"CFE quality: {', '.join(args.generators.split(','))}, {args.n} originals per dataset", body,
           "python benchmarks/bench_cfe_quality.py " + " ".join(sys.argv[1:]))
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 if __name__ == "__main__":

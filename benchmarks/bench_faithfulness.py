@@ -16,14 +16,9 @@ import argparse
 import random
 import time
 
-from common import compose, md_table, use_local_glue, write
+from common import compose, md_cell, md_table, use_local_glue, write
 
 DATASETS = "rotten_tomatoes,sst2_local,tweets,tweets3,subjectivity,cola_local,convention"
-
-
-def _cell(s: str, n: int = 140) -> str:
-    s = s.replace("|", "\\|").replace("\n", " ")
-    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def _f(x, fmt="{:.2f}"):
@@ -82,8 +77,8 @@ def main():
                 faithfulness(judges["mpnet"][0], judged)
                 names = splits.label_names
                 for r in random.Random(0).sample(judged, min(10, len(judged))):
-                    samples.append({"dataset": cfg.dataset.name, "original": _cell(r["original"]),
-                                    "CFE": _cell(r["cfe"]), "teacher": f"{names[r['label']]} → {names[r['cfe_label']]}",
+                    samples.append({"dataset": cfg.dataset.name, "original": md_cell(r["original"], 140),
+                                    "CFE": md_cell(r["cfe"], 140), "teacher": f"{names[r['label']]} → {names[r['cfe_label']]}",
                                     "mpnet judge": names[r["judge_label"]]})
         for name, (_, meta, secs) in judges.items():
             print(f"{ds}: judge {meta['family']} test accuracy {meta['test']['accuracy']:.3f} "

@@ -53,6 +53,12 @@ def write(name: str, title: str, body: str, command: str | None = None) -> Path:
     return path
 
 
+def md_cell(text: str, n: int | None = None) -> str:
+    """Text as one markdown table cell: pipes escaped, every line break (\\r too) a space, at most ``n`` chars."""
+    s = " ".join(str(text).replace("|", "\\|").split())
+    return s if n is None or len(s) <= n else s[: n - 1] + "…"
+
+
 def md_table(rows: list[dict]) -> str:
     cols = list(rows[0])
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
