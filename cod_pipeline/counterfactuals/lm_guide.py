@@ -17,6 +17,9 @@ from cod_pipeline.counterfactuals.edits import Edit
 from cod_pipeline.counterfactuals.lm import LanguageModel, WordSlot
 from cod_pipeline.counterfactuals.tokens import case_like
 
+CONTENT = frozenset({"noun", "verb", "adj", "adv"})
+MODIFIERS = frozenset({"adj", "adv"})
+
 
 def _core_starts(tokens) -> list[int]:
     starts, pos = [], 0
@@ -29,7 +32,7 @@ def _core_starts(tokens) -> list[int]:
 class LMGuide:
     def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
                  contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0, max_drop: float | None = None,
-                 same_pos: bool = False, fluent_cfes: bool = True):
+                 same_pos: bool = False, content_words: bool = False, fluent_cfes: bool = True):
         self.lm, self.descriptions = lm, list(descriptions)
         self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
         self.rank_top, self.weight = int(rank_top), float(weight)
@@ -39,6 +42,10 @@ class LMGuide:
         # a substitution keeps the word's part of speech ("Three" -> "If" is a teacher shortcut,
         # not a counterfactual); where fluency is the label, breaking it is the edit
         self.same_pos = bool(same_pos) and fluent_cfes
+        # the LM rewrites content words only (a noun for a noun, …) and inserts only modifiers:
+        # swapping "Where" for "Numbers" or inserting "Thanks" moves a teacher, not the meaning;
+        # function-word edits (negation) come from the task's own edit family
+        self.content_words = bool(content_words) and fluent_cfes
         # the class words themselves ("negative") are what the context makes likely, not an edit
         self.banned = {w.lower() for d in self.descriptions for w in d.split()}
         self._words: set[str] | None = None
@@ -79,18 +86,22 @@ class LMGuide:
             core = j.tokens[i].core
             have = j.cands.setdefault(i, [])
             known = {e.label for e in have}
-            pool = 3 * max(self.proposals, self.insertions) * (3 if self.same_pos else 1)  # the POS filter thins it
+            pool = 3 * max(self.proposals, self.insertions) * (3 if self.same_pos or self.content_words else 1)  # the POS filter thins it
             words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], pool,
                                               self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
-            pos = self._pos(core) if self.same_pos else None
-            subs = [w for w in words if not self.same_pos or self._pos(w) == pos]
+            pos = self._pos(core) if self.same_pos or self.content_words else None
+            if self.content_words and pos not in CONTENT:
+                subs = []
+            else:
+                subs = [w for w in words if not (self.same_pos or self.content_words) or self._pos(w) == pos]
+            inserts = [w for w in words if not self.content_words or self._pos(w) in MODIFIERS]
             for w in subs[:self.proposals]:
                 new = case_like(w, core)
                 label = f"{core} -> {new}"
                 if label not in known:
                     have.append(Edit(((i, (new,)),), label, 0.3))
             if i != j.word_pos[0]:  # no insertion before the first word: its case would need moving
-                for w in words[:self.insertions]:
+                for w in inserts[:self.insertions]:
                     if f"+{w}" not in known and w.lower() != core.lower():
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
 
