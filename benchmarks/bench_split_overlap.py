@@ -66,12 +66,10 @@ class NearestJaccard:
 def by_subset(cfg, splits, nearest: NearestJaccard, root: Path, k: int, near_at: float = 0.5) -> list[dict]:
     """CoD − KD per seed on held-out validation, on all of it and on the texts with and without a
     near-copy in the pool, from the saved students of ``root``."""
-    import torch
-
     from cod_pipeline.evaluation import metrics
-    from cod_pipeline.models.backbone import predict
+    from cod_pipeline.predict import load_student
     from cod_pipeline.stats import paired_gain_by_seed
-    from cod_pipeline.student import build_student, heldout_positions
+    from cod_pipeline.student import heldout_positions
 
     metric = cfg.dataset.primary_metric
     val = splits.validation.iloc[heldout_positions(cfg, splits)]
@@ -80,10 +78,8 @@ def by_subset(cfg, splits, nearest: NearestJaccard, root: Path, k: int, near_at:
     subsets = {"all": np.ones_like(near), "with a near-copy": near, "without one": ~near}
     score: dict[str, dict[str, dict[int, float]]] = {a: {n: {} for n in subsets} for a in ("none", "cod")}
     for aug in score:
-        for path in sorted((root / cfg.dataset.name / aug / f"k{k}").glob("seed*/student.pt")):
-            student = build_student(cfg, splits)
-            student.load_state_dict(torch.load(path))
-            pred = predict(student, val["text"].tolist(), 128)[0].argmax(-1).numpy()
+        for path in sorted((root / cfg.dataset.name / aug / f"k{k}").glob("seed*/student")):
+            pred = load_student(path).predict_proba(val["text"].tolist(), 128).argmax(-1)
             for name, m in subsets.items():
                 score[aug][name][int(path.parent.name[4:])] = 100 * metrics(y[m], pred[m], splits.num_classes)[metric]
     rows = []

@@ -60,7 +60,7 @@ def run_one(cfg: DictConfig, stages: Stages) -> dict:
     A damaged result file is reported and recomputed; a run whose CFE requests failed in transit
     (records used once, not stored) writes its result.json but nothing a rerun would skip on."""
     done, result, out = result_path(cfg), None, Path(cfg.paths.output_dir)
-    wanted = not cfg.get("save_student") or (out / "student.pt").exists()  # asked-for weights are never cached
+    wanted = not cfg.get("save_student") or (out / "student" / "config.json").exists()  # asked-for weights are never cached
     if cfg.get("resume", True) and cfg.stage == "student" and done.exists() and wanted:
         result = read_json(done, require=("stage", "student"))
         if result is not None and _global_rank():

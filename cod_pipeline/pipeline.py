@@ -51,6 +51,11 @@ def student_task(cfg: DictConfig) -> dict:
             "student": {"test": student_metrics, **info, "train_size": len(rows)},
             "cfe": cfe_info, "timings_s": timings, "config": OmegaConf.to_container(cfg, resolve=True),
         })
+        if cfg.get("save_student"):  # a transformers folder with a model card from this result
+            from cod_pipeline.export import export_student
+
+            result["student"]["export"] = str(export_student(student, Path(cfg.paths.output_dir) / "student",
+                                                             splits.label_names, result))
         log_final(loggers, cfg, result)
     return result
 

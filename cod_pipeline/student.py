@@ -80,7 +80,7 @@ def evaluate(cfg: DictConfig, splits, teacher, student: Classifier) -> tuple[dic
 
 def save_outputs(cfg: DictConfig, splits, teacher, student: Classifier, test_logits: torch.Tensor) -> None:
     """Per-example test predictions (for McNemar or a bootstrap over test examples) as
-    ``predictions.csv``; with ``save_student=true`` also the selected weights as ``student.pt``."""
+    ``predictions.csv`` (``save_student=true``: ``pipeline.student_task`` exports the student once its result exists)."""
     import pandas as pd
 
     out = Path(cfg.paths.output_dir)
@@ -91,8 +91,6 @@ def save_outputs(cfg: DictConfig, splits, teacher, student: Classifier, test_log
     for c, name in enumerate(splits.label_names):
         df[f"student_p_{name}"] = probs[:, c].round(5)
     df.to_csv(out / "predictions.csv", index=False)
-    if cfg.get("save_student"):
-        torch.save(student.state_dict(), out / "student.pt")
 
 
 # --- building -------------------------------------------------------------------------------

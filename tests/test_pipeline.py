@@ -39,7 +39,7 @@ def test_test_predictions_are_saved_kept_with_the_result_and_weights_on_request(
     assert len(pred) == result["sizes"]["test"] and pred["id"].is_unique
     assert (pred["student_pred"] == pred["label"]).mean() == pytest.approx(result["student"]["test"]["accuracy"])
     assert (pred["student_pred"] == pred["teacher_pred"]).mean() == pytest.approx(result["student"]["test"]["agreement"])
-    assert not os.path.exists(os.path.join(cfg.paths.output_dir, "student.pt"))  # not asked for
+    assert not os.path.exists(os.path.join(cfg.paths.output_dir, "student"))  # not asked for
 
     again = tiny_cfg("k=8")
     with open_dict(again):
@@ -51,8 +51,7 @@ def test_test_predictions_are_saved_kept_with_the_result_and_weights_on_request(
     with open_dict(keep):
         keep.paths.output_dir += "_keep"
     assert run(keep)["run_hash"] == result["run_hash"]
-    state = torch.load(os.path.join(keep.paths.output_dir, "student.pt"), map_location="cpu")
-    assert any(k.endswith("weight") for k in state) and all(torch.isfinite(v).all() for v in state.values())
+    assert os.path.isfile(os.path.join(keep.paths.output_dir, "student", "model.safetensors"))
 
 
 def test_teacher_is_cached_and_not_retrained(tiny_cfg):

