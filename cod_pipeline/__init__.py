@@ -18,3 +18,20 @@ def target_class(target, base: type, where: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{where}._target_={target!r} is not a {base.__name__}")
     return cls
+
+
+_API = {"compose": "api", "run": "api", "load_teacher": "api", "generate_cfes": "api", "conf_dir": "api",
+        "load_student": "predict", "export_student": "export"}
+
+
+def __getattr__(name: str):
+    """The Python API (``cod_pipeline.compose``, ``run``, ``load_student`` …), imported on first use:
+    ``import cod_pipeline`` stays light (no torch)."""
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f"cod_pipeline.{_API[name]}"), name)
+    raise AttributeError(f"module 'cod_pipeline' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "target_class", *_API]

@@ -66,3 +66,21 @@ def run_job(cfg: DictConfig):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def main() -> None:
+    """``python run.py`` and the ``cod-run`` script: Hydra's command line over the project's conf/."""
+    import hydra
+
+    from cod_pipeline.api import conf_dir
+    from cod_pipeline.validation import moved_override
+
+    if moved := moved_override(sys.argv[1:]):  # one line, before Hydra's own multi-line error
+        print(f"error: {moved}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        config_path = str(conf_dir())
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(version_base="1.3", config_path=config_path, config_name="config")(run_job)()

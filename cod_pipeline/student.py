@@ -19,7 +19,7 @@ from cod_pipeline.evaluation import metrics, selection_score
 from cod_pipeline.jobs import timed
 from cod_pipeline.losses import WeightedSum, build_loss
 from cod_pipeline.models.backbone import Classifier, predict
-from cod_pipeline.models.lightning import StudentModule
+from cod_pipeline.models.lightning import StudentModule, check_outputs
 from cod_pipeline.training import fit, global_rank, job_device
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def evaluate(cfg: DictConfig, splits, teacher, student: Classifier) -> tuple[dic
     """Test metrics (with agreement to the teacher) and held-out validation metrics."""
     test_logits, _ = predict(student, splits.test["text"].tolist(), cfg.model.student_training.eval_batch_size,
                              progress="student: test", device=job_device(cfg.trainer))  # then held-out val there too
+    check_outputs(student, "student", test_logits)
     test = metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(), splits.num_classes,
                    teacher_pred=teacher.test_probs.argmax(-1))
     save_outputs(cfg, splits, teacher, student, test_logits)

@@ -31,7 +31,7 @@ from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
 from cod_pipeline.models.backbone import Classifier, predict
-from cod_pipeline.models.lightning import TeacherModule
+from cod_pipeline.models.lightning import TeacherModule, check_outputs
 from cod_pipeline.training import fit, global_rank, job_device, last_checkpoint
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,7 @@ def _predict_and_save(cfg: DictConfig, splits: Splits, model: Classifier, info: 
                             device=device)
     test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test",
                              device=device)
+    check_outputs(model, "teacher", val_logits, test_logits)
     test_pred = test_logits.argmax(-1).numpy()
     meta = {"name": cfg.model.teacher.name, "label_names": splits.label_names, "training": info,
             "test": metrics(splits.test["label"].to_numpy(), test_pred, splits.num_classes),

@@ -11,7 +11,12 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def make_loggers(cfg: DictConfig) -> list:
-    return [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
+    loggers = [hydra.utils.instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg]
+    for lg in loggers:  # Lightning passes anonymous=None, which wandb warns about on every run
+        init = getattr(lg, "_wandb_init", None)
+        if _is_wandb(lg) and isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
+    return loggers
 
 
 def _is_wandb(lg) -> bool:
@@ -50,6 +55,7 @@ def log_final(loggers: list, cfg: DictConfig, result: dict, reused: bool = False
 def job_loggers(cfg: DictConfig, reused: bool = False):
     """The job's loggers, with the resolved config logged before anything runs."""
     loggers = make_loggers(cfg)
+    failed: BaseException | None = None
     try:
         for lg in loggers:
             if _is_wandb(lg) and reused:  # tags are set when the run is created, just below
@@ -58,14 +64,20 @@ def job_loggers(cfg: DictConfig, reused: bool = False):
                     init["tags"] = [*(init.get("tags") or []), "reused"]
             lg.log_hyperparams(run_config(cfg, reused))
         yield loggers
+    except BaseException as e:
+        failed = e
+        raise
     finally:
         for lg in loggers:
-            if _is_wandb(lg):
+            if _is_wandb(lg):  # a job that failed is a failed W&B run, with the exit code the job gets
                 import wandb
 
+                from cod_pipeline import ConfigError
+
+                code = 0 if failed is None else 2 if isinstance(failed, ConfigError) else 1
                 with contextlib.suppress(Exception):
-                    lg.finalize("success")
-                wandb.finish()
+                    lg.finalize("success" if failed is None else "failed")
+                wandb.finish(exit_code=code)
 
 
 def report_reused(cfg: DictConfig, result: dict) -> None:

@@ -127,6 +127,24 @@ def test_hybrid_repairs_llm_proposals_with_the_search(sentiment_cfg):
     assert q["generator"] == "hybrid" and q["n_valid"] == 4 and q["llm_calls"] >= 4
 
 
+def test_hybrid_never_stores_a_repair_of_a_call_that_failed_in_transit(sentiment_cfg):
+    """A dead endpoint (500 to every request): the search could repair every original, but no
+    record behind a failed call is stored, so a later run against a working endpoint asks the LLM."""
+    cfg = sentiment_cfg("stage=cfe", "k=8", "cfe=hybrid", "cfe.gguf=null", "cfe.max_attempts=1")
+    with FakeOpenAIServer() as srv:
+        srv.faults.extend([("status", 500, {})] * 200)
+        dead = sentiment_cfg("stage=cfe", "k=8", "cfe=hybrid", "cfe.gguf=null", "cfe.max_attempts=1",
+                             *openai_overrides(srv, "cfe.runtime.backoff_base_s=0.01")[1:])
+        with pytest.raises(ConfigError, match="failed all"):
+            run(dead)
+    assert len(CFEStore(os.path.join(cfg.paths.cache_dir, "cfe.sqlite"))) == 0
+    with FakeOpenAIServer() as srv:
+        live = sentiment_cfg("stage=cfe", "k=8", "cfe=hybrid", "cfe.gguf=null", "cfe.max_attempts=1",
+                             *openai_overrides(srv)[1:])
+        q = run(live)["cfe"]
+    assert q["llm_calls_this_run"] >= 4 and q["cache"].get("cache_hits", 0) == 0
+
+
 def test_gguf_from_a_package_glob_or_assemble(tmp_path, monkeypatch):
     """cfe.gguf names a path, a package:glob, or a chunked package whose assemble() joins it."""
     from cod_pipeline.counterfactuals.generators import LocalLLMGenerator

@@ -271,6 +271,23 @@ def test_non_finite_teacher_loss_leaves_no_teacher(tiny_cfg, capsys, tmp_path):
     assert not [p for p in (tmp_path / "cache" / "teacher").glob("*") if (p / "DONE").exists()]
 
 
+def test_a_finite_loss_with_nan_weights_is_no_student(tiny_cfg, capsys, tmp_path):
+    """One step at lr=1e20: the loss it logged was finite, the weights after it are not."""
+    line = fails_with(capsys, tiny_cfg("model.student_training.lr=1e20", "model.student_training.head_lr=1e20",
+                                       "model.student_training.max_steps=1", "model.student_training.min_steps=1",
+                                       "model.student_training.selection=last"))
+    assert line.startswith("error: student:") and "not finite after training" in line and "nothing was cached" in line
+    assert not list((tmp_path / "cache").glob("results/*.json"))
+    assert not (tmp_path / "out" / "result.json").exists() and not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_a_teacher_with_nan_weights_is_never_published(tiny_cfg, capsys, tmp_path):
+    line = fails_with(capsys, tiny_cfg("stage=teacher", "model.teacher_training.lr=1e20",
+                                       "model.teacher_training.train_cap=32", "model.teacher_training.batch_size=32"))
+    assert line.startswith("error: teacher") and "nothing was cached" in line
+    assert not [p for p in (tmp_path / "cache" / "teacher").glob("*") if (p / "DONE").exists()]
+
+
 # ------------------------------------------------------------------------------------------------
 # 3, 4. Data errors are one line; blank cells are not classes; duplicates are reported
 # ------------------------------------------------------------------------------------------------

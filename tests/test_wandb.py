@@ -39,8 +39,11 @@ def test_wandb_mode_follows_the_environment(tiny_cfg, monkeypatch):
 def test_group_drops_the_seed(tiny_cfg):
     a = tiny_cfg("logger=wandb", "k=8", "seed=1", "augment=cod").logger.wandb
     b = tiny_cfg("logger=wandb", "k=8", "seed=2", "augment=cod").logger.wandb
-    assert a.group == b.group == "rotten_tomatoes/tiny/kd+cod/k8"
+    assert a.group == b.group == "rotten_tomatoes/tiny/kd+cod/a20.0/search/k8"
     assert a.name != b.name
+    # an ablation's alpha, or another CFE generator, is another group: never averaged together
+    assert tiny_cfg("logger=wandb", "k=8", "augment=cod", "method.alpha=0").logger.wandb.group != a.group
+    assert tiny_cfg("logger=wandb", "k=8", "augment=cod", "cfe=lm_search").logger.wandb.group != a.group
     assert {"dataset=rotten_tomatoes", "method=kd", "augment=cod", "k=8"} <= set(a.tags)
 
 
@@ -58,7 +61,7 @@ def test_config_logged_at_start_and_reused_result_logged(tiny_cfg, wandb_env, mo
     monkeypatch.setattr(pipeline, "train_student", crash)
     with pytest.raises(RuntimeError, match="crash in training"):
         run(cfg)
-    assert seen["group"] == "rotten_tomatoes/tiny/kd+none/k4"
+    assert seen["group"] == "rotten_tomatoes/tiny/kd+none/a20.0/search/k4"
     assert {"dataset=rotten_tomatoes", "method=kd", "augment=none", "k=4"} <= seen["tags"]
     assert seen["mode"] == "offline"
     assert seen["config"]["k"] == 4 and seen["config"]["seed"] == 3 and seen["config"]["reused"] is False
@@ -87,3 +90,19 @@ def test_config_logged_at_start_and_reused_result_logged(tiny_cfg, wandb_env, mo
     assert logged["config"]["provenance"]["versions"] == first["provenance"]["versions"]
     assert logged["summary"]["test/accuracy"] == pytest.approx(first["student"]["test"]["accuracy"])
     assert json.loads((out / "result.json").read_text())["run_hash"] == first["run_hash"]
+
+
+def test_a_failed_job_is_a_failed_wandb_run(tiny_cfg, wandb_env, monkeypatch):
+    """A job that exits 2 (non-finite loss) finishes its W&B run with exit code 2, not as a success."""
+    import wandb
+
+    from cod_pipeline.validation import TrainingDiverged
+
+    codes, real_finish = [], wandb.finish
+    monkeypatch.setattr(wandb, "finish", lambda exit_code=None, **kw: (codes.append(exit_code),
+                                                                      real_finish(exit_code=exit_code, **kw)))
+    with pytest.raises(TrainingDiverged):
+        run(tiny_cfg("logger=wandb", "k=4", "method.alpha=1e39"))
+    assert codes == [2]
+    run(tiny_cfg("logger=wandb", "k=4"))
+    assert codes == [2, 0]

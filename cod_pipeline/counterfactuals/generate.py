@@ -108,12 +108,13 @@ class ValidatedCFEs:
                         recs = self._generate(mine_ids, [text_of[i] for i in mine_ids])
                         # a failed call is a fact about the endpoint, not a verdict on the original:
                         # never stored, so a later run against a working endpoint asks again
-                        lost = [r for r in recs if not r.get("valid") and any(
-                            is_transport_error(k) for k in (r.get("rejections") or {}))]
+                        lost = [r for r in recs if r.get("transport_error") or (not r.get("valid") and any(
+                            is_transport_error(k) for k in (r.get("rejections") or {})))]
                         if len(lost) == len(recs):
                             llm = getattr(self.gen, "llm_cfg", None) or getattr(getattr(self.gen, "llm", None),
                                                                                 "llm_cfg", None)
-                            kinds = sorted({k.split(":", 1)[1] for r in lost for k in r["rejections"]
+                            kinds = sorted({k.split(":", 1)[1] for r in lost
+                                            for k in [*r["rejections"], r.get("transport_error")]
                                             if is_transport_error(k)})
                             where = endpoint_url(llm) if llm is not None else self.gen.name
                             raise EndpointFailed(
@@ -171,7 +172,7 @@ class ValidatedCFEs:
                 if c.text:
                     r["candidate"], r["cand_probs"] = c.text, probs.tolist()
                     r.setdefault("first_candidate", c.text)  # the unvalidated ablation uses the first proposal
-                for key in ("edits", "near", "near_probs", "lm_logprob", "lm_logprob_original"):
+                for key in ("edits", "near", "near_probs", "lm_logprob", "lm_logprob_original", "transport_error"):
                     if c.extra.get(key) is not None:
                         r[key] = c.extra[key]
                 reason = c.rejection or self.gate.reason(r["original"], c.text, probs, r["label"], r["target"],

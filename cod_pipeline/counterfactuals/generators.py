@@ -416,11 +416,16 @@ class HybridGenerator(Generator):
         if repair:
             fixed = self.search.propose([Item(items[i].text, items[i].label, items[i].target, items[i].label_names,
                                               start_from=start) for i, start in repair], scorer)
+            from cod_pipeline.counterfactuals.llm import is_transport_error
+
             for (i, start), f in zip(repair, fixed):
                 if f.text:
+                    # a call that failed in transit stays on the record, whatever the search made of
+                    # it: ``ValidatedCFEs`` never stores it, so a working endpoint is asked again
+                    failed = cands[i].rejection if is_transport_error(cands[i].rejection) else None
                     cands[i] = Candidate(f.text, None, cands[i].calls, cands[i].retries,
                                          {**cands[i].extra, "repaired": "proposal" if start else "original",
-                                          **f.extra})
+                                          **f.extra, **({"transport_error": failed} if failed else {})})
         return cands
 
 

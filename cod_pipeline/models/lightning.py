@@ -66,6 +66,20 @@ def check_finite(loss, step: int, who: str, parts: dict | None = None) -> None:
                            f"or written as a result (check {hint})")
 
 
+def check_outputs(model: torch.nn.Module, who: str, *outputs: torch.Tensor) -> None:
+    """After a fit and before any metric, cache or file: a finite loss can still leave NaN
+    weights (one huge step) whose every prediction is NaN, scored as a class by argmax."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if not bad and all(torch.isfinite(o).all() for o in outputs):
+        return
+    from cod_pipeline.validation import TrainingDiverged
+
+    what = f"{len(bad)} weight tensors (first: {bad[0]})" if bad else "its predictions"
+    hint = "model.teacher_training.lr" if who == "teacher" else "model.student_training.lr/head_lr"
+    raise TrainingDiverged(f"{who}: {what} are not finite after training: nothing was cached or written "
+                           f"as a result (check {hint})")
+
+
 class TeacherModule(ClassifierModule):
     def training_step(self, batch, _):
         logits, _ = self.model(batch["input_ids"], batch["attention_mask"])
