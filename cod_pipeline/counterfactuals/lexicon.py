@@ -29,6 +29,7 @@ __all__ = [
     "SUBJECT_PRONOUNS",
     "INTENSIFIERS",
     "FUNCTION_WORDS",
+    "WH_WORDS",
     "AGREEMENT_PAIRS",
     "CURATED_OPPOSITES",
     "BLOCKED_REPLACEMENTS",
@@ -45,6 +46,7 @@ __all__ = [
     "frequent_words",
     "lemmas",
     "guess_pos",
+    "word_class",
     "word_form",
     "inflect",
     "opposites",
@@ -79,6 +81,7 @@ _PREPOSITIONS = (
     "up down out off over under again further than as like near onto upon within without toward towards"
 ).split()
 _CONJUNCTIONS = "and but or nor so yet because although though while if unless whether".split()
+WH_WORDS = frozenset("what where when who whom whose which why how".split())
 FUNCTION_WORDS = frozenset(_DETERMINERS + _PRONOUNS + _PREPOSITIONS + _CONJUNCTIONS + sorted(AUXILIARIES) + ["not", "there"])
 
 # Pairs whose swap changes grammatical agreement (acceptability task); both directions.
@@ -440,6 +443,12 @@ def guess_pos(word: str, wndir: str | None = None) -> str | None:
     """Most likely POS of ``word`` out of context: ``adj``/``adv``/``noun``/``verb``, ``func``
     for closed-class words, or None when unknown."""
     return _guess(word.lower(), wndir)[0]
+
+
+def word_class(word: str, wndir: str | None = None) -> str | None:
+    """:func:`guess_pos`, with question words a class of their own (``wh``): they are closed-class
+    words whose swap changes what a question asks."""
+    return "wh" if word.lower() in WH_WORDS else guess_pos(word, wndir)
 
 
 def word_form(word: str, wndir: str | None = None) -> tuple[str | None, str, str]:

@@ -18,6 +18,7 @@ from cod_pipeline.counterfactuals.lm import LanguageModel, WordSlot
 from cod_pipeline.counterfactuals.tokens import case_like
 
 CONTENT = frozenset({"noun", "verb", "adj", "adv"})
+SWAPPABLE = CONTENT | {"wh"}  # "Where" -> "When" changes what a question asks; "Where" -> "Numbers" does not
 MODIFIERS = frozenset({"adj", "adv"})
 
 
@@ -64,6 +65,12 @@ class LMGuide:
 
         return guess_pos(word)
 
+    @staticmethod
+    def _class(word: str) -> str | None:
+        from cod_pipeline.counterfactuals.lexicon import word_class
+
+        return word_class(word)
+
     def _slot(self, cls: int, text: str, start: int) -> WordSlot:
         """The word starting at ``start`` of ``text``, inside the class's context ("a negative review: …")."""
         head = f"{self.descriptions[cls]}: "
@@ -89,12 +96,13 @@ class LMGuide:
             pool = 3 * max(self.proposals, self.insertions) * (3 if self.same_pos or self.content_words else 1)  # the POS filter thins it
             words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], pool,
                                               self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
-            pos = self._pos(core) if self.same_pos or self.content_words else None
-            if self.content_words and pos not in CONTENT:
-                subs = []
+            if self.content_words:  # a noun for a noun, a question word for a question word
+                cls = self._class(core)
+                subs = [w for w in words if self._class(w) == cls] if cls in SWAPPABLE else []
             else:
-                subs = [w for w in words if not (self.same_pos or self.content_words) or self._pos(w) == pos]
-            inserts = [w for w in words if not self.content_words or self._pos(w) in MODIFIERS]
+                pos = self._pos(core) if self.same_pos else None
+                subs = [w for w in words if not self.same_pos or self._pos(w) == pos]
+            inserts = [w for w in words if not self.content_words or self._class(w) in MODIFIERS]
             for w in subs[:self.proposals]:
                 new = case_like(w, core)
                 label = f"{core} -> {new}"
