@@ -2,7 +2,7 @@
 
 From the confusion matrix, with scikit-learn's conventions (MCC 0 for a constant predictor,
 macro-F1 over every class): few-shot students often predict one class, and torchmetrics
-returns other values exactly there (README: Measured here)."""
+returns other values exactly there (docs/measurements.md: Measured here)."""
 from __future__ import annotations
 
 import numpy as np
