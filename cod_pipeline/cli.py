@@ -29,7 +29,8 @@ def quiet_third_party() -> None:
         warnings.filterwarnings("ignore", message=pattern)
     # Lightning's info lines ("GPU available", the cloud-logging tip, "`max_steps` reached") at WARNING
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
-                 "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+                 "lightning_fabric.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "httpx"):  # httpx logs every request's URL at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -142,6 +142,7 @@ RULES: dict[str, Rule] = {
     "cfe.runtime.max_retries": count(),
     "cfe.runtime.backoff_base_s": non_negative(),
     "cfe.runtime.backoff_max_s": non_negative(),
+    "cfe.runtime.retry_after_max_s": non_negative(),
     "cfe.runtime.n_ctx": positive_int(),
     "cfe.runtime.n_threads": positive_int(nullable=True),
     "cfe.runtime.repack_weights": Rule("bool"),
@@ -165,8 +166,26 @@ def validate(cfg: DictConfig) -> None:
     """Every rule, then the k budget, then the local data files; the first failure raises."""
     check_moved_runtime(cfg)
     check_rules(cfg)
+    check_base_url(cfg)
     check_budget(cfg)
     check_data_files(cfg.get("dataset"))
+
+
+def check_base_url(cfg: DictConfig) -> None:
+    """A key inside ``cfe.runtime.base_url`` (``user:pass@host`` or ``?api_key=``) would reach the
+    run's config files, result.json and logs: it belongs in the environment."""
+    from urllib.parse import urlsplit
+
+    url = _get(cfg, "cfe.runtime.base_url")
+    if url is _MISSING or not url:
+        return
+    parts = urlsplit(str(url))
+    if parts.username or parts.password or parts.query:
+        env = _get(cfg, "cfe.runtime.api_key_env")
+        env = "OPENAI_API_KEY" if env is _MISSING else env
+        what = "user:password@" if parts.username or parts.password else "a ?query"
+        raise ConfigError(f"cfe.runtime.base_url carries credentials ({what}): give the bare endpoint and put "
+                          f"the key in ${env}")
 
 
 def _moved(old: str) -> str:

@@ -21,7 +21,9 @@ Faults (consumed one per request, FIFO, from ``srv.faults``):
 
 * ``("status", code, headers)``  – reply with an OpenAI-style error JSON and status ``code``;
 * ``("hang", seconds)``          – sleep ``seconds`` before answering normally (client time-outs);
-* ``("text", "some text")``      – answer normally but with this exact text.
+* ``("text", "some text")``      – answer normally but with this exact text;
+* ``("content", value)``         – answer with this JSON value as the content (an int, a list, null);
+* ``("trickle", seconds)``       – answer normally, one byte every ``seconds`` (a deadline, not a read timeout).
 
 Observability: ``srv.requests`` (count), ``srv.max_concurrent`` (peak parallel requests) and
 ``srv.records`` (one dict per request: ``path``, ``headers`` with lower-cased names, parsed
@@ -129,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers -----------------------------------------------------------------------------
-    def _send_json(self, code: int, obj: Any, headers: dict | None = None) -> None:
+    def _send_json(self, code: int, obj: Any, headers: dict | None = None, trickle_s: float = 0.0) -> None:
         data = json.dumps(obj).encode()
         try:
             self.send_response(code)
@@ -138,7 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
             for k, v in (headers or {}).items():
                 self.send_header(k, str(v))
             self.end_headers()
-            self.wfile.write(data)
+            if trickle_s > 0:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    if self.server.owner._stop.wait(trickle_s):
+                        break
+            else:
+                self.wfile.write(data)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout, OSError):
             self.close_connection = True
@@ -170,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = owner._pop_fault()
         if owner.latency_s > 0:
             owner._stop.wait(owner.latency_s)
-        forced_text = None
+        forced_text, content, trickle = None, _NO_CONTENT, 0.0
         if fault is not None:
             kind = fault[0]
             if kind == "status":
@@ -185,6 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
                 owner._stop.wait(float(fault[1]))
             elif kind == "text":
                 forced_text = str(fault[1])
+            elif kind == "content":
+                content = fault[1]
+            elif kind == "trickle":
+                trickle = float(fault[1])
             else:
                 raise ValueError(f"unknown fault {fault!r}")
 
@@ -204,7 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": t},
+                "choices": [{"index": i, "message": {"role": "assistant",
+                                                     "content": t if content is _NO_CONTENT else content},
                              "logprobs": None, "finish_reason": "stop"} for i, t in enumerate(texts)],
                 "usage": _usage(prompt, texts),
             }
@@ -226,7 +240,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}})
             return
-        self._send_json(200, resp)
+        self._send_json(200, resp, trickle_s=trickle)
+
+
+_NO_CONTENT = object()
 
 
 def _content_text(content: Any) -> str:

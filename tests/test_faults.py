@@ -426,3 +426,10 @@ def test_fit_gives_lightning_a_real_epoch_count_and_logging_interval(tiny_cfg, m
 def test_rules_render_their_ranges():
     assert RULES["cfe.max_edit_distance"].describe() == "a number in (0, 1]"
     assert not RULES["seed"].ok(True) and not RULES["method.temperature"].ok(math.nan)
+
+
+@pytest.mark.parametrize("url", ["http://me:sk-secret@127.0.0.1:9/v1", "http://127.0.0.1:9/v1?api_key=sk-secret"])
+def test_a_key_inside_base_url_is_refused_before_it_reaches_a_file(tiny_cfg, capsys, tmp_path, url):
+    line = fails_with(capsys, tiny_cfg("cfe=openai", "augment=cod", f"cfe.runtime.base_url='{url}'"))
+    assert "carries credentials" in line and "$OPENAI_API_KEY" in line and "sk-secret" not in line
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ from cod_pipeline.counterfactuals.llm import (
     OpenAIProposer,
     PromptItem,
     Proposal,
+    is_transport_error,
     task_prompt,
 )
 from tests.openai_server import FakeOpenAIServer, extract_target_sentence, flip_words
@@ -177,11 +178,11 @@ def test_bad_outputs_rejected_or_cleaned(srv):
         "s2": (None, "copy_of_input"),
         "s3": ("s3 flipped", None),
         "s4": (None, "explanation"),
-        "s5": (None, "empty"),
+        "s5": (None, "error:empty_response"),  # an empty answer is a failed call (asked again), not a verdict
         "s6": ("s6 flipped", None),
     }
     assert out[0].raw == replies["s1"]
-    assert all(o.calls == 1 for o in out)  # rejections are not retried at this layer
+    assert [o.calls for o in out] == [1, 1, 1, 1, 6, 1]  # rejections are not retried at this layer
 
 
 def test_concurrency_is_bounded():
@@ -272,3 +273,37 @@ def test_task_prompts():
         OpenAIProposer(LLMConfig(base_url="http://x", mode="stream"), "sentiment")
     cfg = LLMConfig.from_mapping({"model": "m", "base_url": "http://x", "_target_": "ignored", "name": "openai"})
     assert cfg.model == "m" and cfg.base_url == "http://x"
+
+
+@pytest.mark.parametrize("content", [7, None, "", "   "])
+def test_empty_or_non_text_content_is_a_failed_call_never_a_verdict(srv, content):
+    """An int, null or empty answer is retried, and when it persists it is a transport error (never
+    stored), not a rejection of the original."""
+    srv.faults.extend([("content", content)] * 2)
+    (o,) = make(srv, max_retries=1).propose([POS])
+    assert o.text is None and is_transport_error(o.rejection), o
+    assert o.rejection in ("error:empty_response", "error:bad_response")
+    srv.faults.append(("content", content))
+    (o,) = make(srv, max_retries=1).propose([POS])  # one bad answer, then a good one
+    assert o.text == "The movie was terrible and I hate it." and o.retries == 1
+
+
+def test_content_as_a_list_of_text_parts_is_joined(srv):
+    srv.faults.append(("content", [{"type": "text", "text": "The movie was terrible "}, "and I hate it."]))
+    (o,) = make(srv, max_retries=0).propose([POS])
+    assert o.text == "The movie was terrible and I hate it."
+
+
+def test_timeout_is_a_deadline_for_a_trickling_answer(srv):
+    srv.faults.extend([("trickle", 0.3)] * 2)
+    t0 = time.monotonic()
+    (o,) = make(srv, timeout_s=1.0, max_retries=1).propose([POS])
+    assert o.rejection == "error:timeout" and o.calls == 2
+    assert time.monotonic() - t0 < 4.0  # two deadlines of 1 s, not two trickles of minutes
+
+
+def test_retry_after_is_capped_by_the_setting(srv):
+    srv.faults.append(("status", 429, {"Retry-After": "100000"}))
+    t0 = time.monotonic()
+    (o,) = make(srv, retry_after_max_s=0.2).propose([POS])
+    assert o.text == "The movie was terrible and I hate it." and time.monotonic() - t0 < 3.0

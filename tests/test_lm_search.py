@@ -166,6 +166,16 @@ def test_fluency_gate_rejects_flips_that_read_worse(sentiment_cfg):
     inserted = [e[1:] for e in edits if e.startswith("+")]
     assert all(w.lower() in lex.NEGATIONS or lex.word_class(w) in MODIFIERS for w in inserted), inserted
     assert lex.word_class("Where") == lex.word_class("when") == "wh" != lex.word_class("numbers")
+    # zero_shot: every CFE raised the LM's log-odds of its new class's description
+    ctx = [f"{d}: " for d in descriptions]
+    assert lm.class_logprob(["i hated every minute of it ."] * 2, ctx).argmax() == 0  # a zero-shot reader
+    guide = LMGuide(lm, descriptions, proposals=3, insertions=1, rank_top=4, zero_shot=0.0)
+    found = [(r, x, y) for r, x, y in zip(search_cfe(texts, labels, teacher.probs, SearchConfig(), guide=guide),
+                                          texts, labels) if r.text]
+    assert found and all(r.label != y for r, _, y in found)
+    for r, x, y in found:
+        lp = lm.class_logprob([r.text, r.text, x, x], [ctx[r.label], ctx[y], ctx[r.label], ctx[y]])
+        assert (lp[0] - lp[1]) - (lp[2] - lp[3]) >= -1e-4
     # a task whose label is fluency (acceptability) opts out of both
     off = LMGuide(lm, descriptions, max_drop=gate, same_pos=True, content_words=True, fluent_cfes=False)
     assert off.max_drop is None and not off.same_pos and not off.content_words

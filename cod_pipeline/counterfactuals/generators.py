@@ -99,7 +99,7 @@ class SearchGenerator(Generator):
     """Teacher-guided minimal-edit search; every output already flips the teacher. With a
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
-    identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False, "lm.content_words": False,
+    identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False, "lm.content_words": False, "lm.zero_shot": None,
                          "search.screen_dtype": "float32", "search.within_gate": False,
                          "search.fallback": True}
 

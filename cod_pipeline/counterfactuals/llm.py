@@ -80,6 +80,7 @@ class LLMConfig:
     max_retries: int = 5
     backoff_base_s: float = 0.5
     backoff_max_s: float = 20.0
+    retry_after_max_s: float = 60.0  # a server's Retry-After is obeyed up to this
     temperature: float = 0.0
     max_tokens: int = 96
     prompt_version: str = "v1"
@@ -231,10 +232,21 @@ def _parse_retry_after(headers: Any) -> float | None:
         return None
 
 
+def _content(value: Any) -> str:
+    """The answer's text: a string, or a list of text parts joined. Empty (``""``, null) is a
+    failed call to ask again, never a verdict on the original; anything else is a bad response."""
+    if isinstance(value, list) and all(isinstance(p, str) or (isinstance(p, dict) and isinstance(p.get("text"), str))
+                                       for p in value):
+        value = "".join(p if isinstance(p, str) else p["text"] for p in value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _CallFailed("empty_response", True, "the answer's content is empty")
+    if not isinstance(value, str):
+        raise _CallFailed("bad_response", True, f"the answer's content is a {type(value).__name__}, not text")
+    return value
+
+
 class OpenAIProposer:
     """Propose counterfactual rewrites through an OpenAI-compatible endpoint."""
-
-    RETRY_AFTER_CAP_S = 120.0
 
     def __init__(self, cfg: LLMConfig, task: TaskPrompt | str = "sentiment") -> None:
         if cfg.mode not in ("chat", "completion"):
@@ -319,9 +331,11 @@ class OpenAIProposer:
                 self.stats["peak_in_flight"] = max(self.stats["peak_in_flight"], self._in_flight)
                 calls += 1
                 self.stats["calls"] += 1
-                try:
-                    raw = await self._call(client, item)
+                try:  # timeout_s is a deadline for the whole request, not per socket read
+                    raw = await asyncio.wait_for(self._call(client, item), self.cfg.timeout_s)
                     err = None
+                except asyncio.TimeoutError:
+                    err = _CallFailed("timeout", True, f"no complete answer within {self.cfg.timeout_s}s")
                 except _CallFailed as e:
                     err = e
                 finally:
@@ -338,7 +352,7 @@ class OpenAIProposer:
                 return Proposal(text=None, raw=None, rejection=f"error:{err.kind}", calls=calls, retries=retries)
             delay = self._backoff(attempt)
             if err.retry_after is not None:
-                delay = max(min(err.retry_after, self.RETRY_AFTER_CAP_S), 0.0) + random.uniform(0, 0.05)
+                delay = max(min(err.retry_after, self.cfg.retry_after_max_s), 0.0) + random.uniform(0, 0.05)
             log.debug("CFE call failed (%s), retry %d in %.2fs", err.kind, attempt + 1, delay)
             await asyncio.sleep(delay)
             attempt += 1
@@ -374,7 +388,7 @@ class OpenAIProposer:
                 )
                 if not resp.choices:
                     raise _CallFailed("bad_response", True, "response has no choices")
-                return resp.choices[0].message.content
+                return _content(resp.choices[0].message.content)
             resp = await client.completions.create(
                 model=cfg.model,
                 prompt=prompt,
@@ -385,7 +399,7 @@ class OpenAIProposer:
             )
             if not resp.choices:
                 raise _CallFailed("bad_response", True, "response has no choices")
-            return resp.choices[0].text
+            return _content(resp.choices[0].text)
         except _CallFailed:
             raise
         except openai.APITimeoutError as e:  # subclass of APIConnectionError: check first

@@ -139,6 +139,25 @@ class LanguageModel:
             lp = torch.log_softmax(model.lm_head(hidden).float(), -1)
         return input_ids, mask, lp
 
+    def class_logprob(self, texts: list[str], contexts: list[str]) -> np.ndarray:
+        """Summed log-probability of each text's own tokens after its context ("a negative
+        review: "): the LM as a zero-shot reader, one likelihood per class description."""
+        out = np.zeros(len(texts))
+        full = [c + (t or " ") for c, t in zip(contexts, texts)]
+        order = np.argsort([len(t) for t in full])
+        for s in range(0, len(full), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            enc = self._tokenize([full[i] for i in idx])
+            ids, mask, lp = self._encode(enc)
+            tok_lp = lp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0] * mask[:, 1:]
+            own = torch.zeros_like(tok_lp)
+            for row, i in enumerate(idx):  # the text's tokens: those that start after the context
+                start = len(contexts[i])
+                for t, (a, _) in enumerate(enc["offset_mapping"][row]):
+                    own[row, t] = float(a >= start)
+            out[idx] = (tok_lp * own).sum(1).numpy()
+        return out
+
     def logprob(self, texts: list[str]) -> np.ndarray:
         """Mean log-probability per token of each text (higher: more fluent)."""
         out = np.zeros(len(texts))

@@ -33,7 +33,8 @@ def _core_starts(tokens) -> list[int]:
 class LMGuide:
     def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
                  contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0, max_drop: float | None = None,
-                 same_pos: bool = False, content_words: bool = False, fluent_cfes: bool = True):
+                 same_pos: bool = False, content_words: bool = False, zero_shot: float | None = None,
+                 fluent_cfes: bool = True):
         self.lm, self.descriptions = lm, list(descriptions)
         self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
         self.rank_top, self.weight = int(rank_top), float(weight)
@@ -47,6 +48,9 @@ class LMGuide:
         # swapping "Where" for "Numbers" or inserting "Thanks" moves a teacher, not the meaning;
         # function-word edits (negation) come from the task's own edit family
         self.content_words = bool(content_words) and fluent_cfes
+        # the LM as a zero-shot reader: a flip counts only where the edit raises the LM's log-odds
+        # of the new class's description against the original's by this much (nats; null: off)
+        self.zero_shot = None if zero_shot is None else float(zero_shot)
         # the class words themselves ("negative") are what the context makes likely, not an edit
         self.banned = {w.lower() for d in self.descriptions for w in d.split()}
         self._words: set[str] | None = None
@@ -113,16 +117,28 @@ class LMGuide:
                     if f"+{w}" not in known and w.lower() != core.lower():
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
 
+    def _odds(self, todo) -> list[float]:
+        """Per flip, how much the edit raised the LM's log-odds of the flip's class description
+        against the original class's: [lp(cfe | new) − lp(cfe | old)] − [lp(x | new) − lp(x | old)]."""
+        quads = [[(t, f"{self.descriptions[c]}: ") for t in (f[2], j.text) for c in (int(np.argmax(f[3])), j.label)]
+                 for j, flips in todo for f in flips]
+        pairs = list(dict.fromkeys(p for q in quads for p in q))  # an original is scored once per class
+        lp = dict(zip(pairs, self.lm.class_logprob([t for t, _ in pairs], [c for _, c in pairs])))
+        return [(lp[a] - lp[b]) - (lp[c] - lp[d]) for a, b, c, d in quads]
+
     def rerank(self, jobs) -> None:
         """Re-choose each job's flip among its ``rank_top`` best by fluency drop + search key;
         with ``max_drop``, a job whose flips all read too much worse gets none (it searches on)."""
         todo = [(j, j.flips[:self.rank_top]) for j in jobs if j.flips]
         texts = [t for j, flips in todo for t in [j.text] + [f[2] for f in flips]]
         scores = iter(self.lm.logprob(texts))
+        odds = iter(self._odds(todo) if self.zero_shot is not None else [])
         for j, flips in todo:
             base = next(scores)
             lps = [next(scores) for _ in flips]
-            ok = [k for k in range(len(flips)) if self.max_drop is None or base - lps[k] <= self.max_drop]
+            moved = [next(odds) for _ in flips] if self.zero_shot is not None else None
+            ok = [k for k in range(len(flips)) if (self.max_drop is None or base - lps[k] <= self.max_drop)
+                  and (moved is None or moved[k] >= self.zero_shot)]
             if not ok:
                 j.result, j.flips = None, []
                 continue
