@@ -189,7 +189,7 @@ def base_result(cfg: DictConfig, stage: str, splits) -> dict:
 
     return {"schema": RESULT_SCHEMA, "run_hash": run_hash(cfg), "stage": stage, "dataset": cfg.dataset.name,
             "model": cfg.model.name, "method": cfg.method.name, "augment": cfg.augment.name,
-            "alpha": float(cfg.method.alpha), "k": cfg.k, "seed": cfg.seed,
+            "alpha": float(cfg.method.get("alpha") or 0.0), "k": cfg.k, "seed": cfg.seed,  # a method without KD: 0
             "primary_metric": cfg.dataset.primary_metric, "num_classes": splits.num_classes,
             "label_names": splits.label_names,
             "sizes": {"train_pool": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},

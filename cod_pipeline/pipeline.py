@@ -139,7 +139,7 @@ def fisher_task(cfg: DictConfig) -> dict:
 
 
 def proximity_task(cfg: DictConfig) -> dict:
-    """Teacher margins on originals, search CFEs, cached LLM CFEs and same-size random edits."""
+    """Teacher margins on originals, the run's CFEs, other generators' cached CFEs and same-size random edits."""
     from cod_pipeline.mechanisms.proximity import run_proximity
 
     with open_dict(cfg):

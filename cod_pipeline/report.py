@@ -203,7 +203,7 @@ def _parse(path: Path) -> dict | None:
         "dataset": dataset,
         "model": r.get("model"),
         "run_hash": r.get("run_hash"),
-        "primary_metric": r.get("primary_metric") or ("mcc" if dataset == "cola" else "accuracy"),
+        "primary_metric": r.get("primary_metric") or "accuracy",  # every result since schema 1 names it
         "config": flatten_config(r.get("config")),
     }
     for m in METRICS:
@@ -972,12 +972,44 @@ def _draw_panel(ax, d: pd.DataFrame, colour: dict, styles: dict, offset: dict, s
     ax.grid(True, alpha=0.3)
 
 
+def _draw_gain(ax, d: pd.DataFrame, colour: dict, offset: dict) -> bool:
+    """The paired gain over seeds (variant − its baseline, same draws) with its CI, per k; the
+    line at 0 is "no better than the baseline"; each point says how many seeds it won."""
+    d = d[d["gain_mean"].notna()]
+    if d.empty:
+        return False
+    for var in dict.fromkeys(d["variant"]):
+        dv = d[d["variant"] == var].sort_values("k")
+        x = dv["k"].to_numpy(float) * offset[var]
+        lo, hi = (dv["gain_mean"] - dv["gain_lo"]).fillna(0.0), (dv["gain_hi"] - dv["gain_mean"]).fillna(0.0)
+        ax.errorbar(x, dv["gain_mean"], yerr=[lo.clip(lower=0), hi.clip(lower=0)], color=colour[var], marker="o",
+                    markersize=4, capsize=3, label=f"{var} − {dv['baseline'].iloc[0]}")
+        for xi, y, w, n in zip(x, dv["gain_mean"], dv["wins"], dv["n_pairs"]):
+            ax.annotate(f"{int(w)}/{int(n)}", (xi, y), textcoords="offset points", xytext=(4, 4), fontsize=6,
+                        color=colour[var])
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ks = sorted(d["k"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(int(k)) for k in ks])
+    ax.minorticks_off()
+    if len(ks) == 1:
+        ax.set_xlim(ks[0] / 1.6, ks[0] * 1.6)
+    ax.set_xlabel("k (shots)")
+    ax.set_ylabel(f"paired gain in {d['metric'].iloc[0]} (×100)")
+    ax.set_title(f"{d['dataset'].iloc[0]}: gain over the baseline, seeds won")
+    ax.grid(True, alpha=0.3)
+    return True
+
+
 def plot(agg: pd.DataFrame, out_dir) -> list[Path]:
     """Per dataset ``plot_<dataset>.png`` + ``.pdf`` and one multi-panel
     ``plot_all.png`` + ``.pdf``: score vs k (log2 x, only the ks that ran), one
     colour per variant, solid = CoD, dashed = no augmentation, other styles for
     other augments; error bars = std over seeds, offset along x per variant so
-    they do not overlap; × = the paper's accuracy; grey line = teacher."""
+    they do not overlap; × = the paper's accuracy; grey line = teacher. Beside each,
+    ``gain_<dataset>.png`` + ``.pdf``: the paired gain over the baseline with its CI
+    and the seeds won, the figure a claim rests on."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -1013,6 +1045,13 @@ def plot(agg: pd.DataFrame, out_dir) -> list[Path]:
             ax.legend(fontsize=7)
         fig.tight_layout()
         save(fig, f"plot_{_slug(ds)}")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        if _draw_gain(ax, agg[agg["dataset"] == ds], colour, offset):
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            save(fig, f"gain_{_slug(ds)}")
+        else:
+            plt.close(fig)
 
     ncols = min(3, len(datasets))
     nrows = math.ceil(len(datasets) / ncols)

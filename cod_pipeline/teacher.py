@@ -31,6 +31,7 @@ from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
 from cod_pipeline.models.backbone import Classifier, predict
+from cod_pipeline.models.hf_classifier import fingerprint, is_hf_classifier, load_hf_classifier
 from cod_pipeline.models.lightning import TeacherModule, check_outputs
 from cod_pipeline.training import fit, global_rank, job_device, last_checkpoint
 
@@ -94,6 +95,10 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     """Load the cached teacher, or train it (selected on validation) and cache it."""
     cache, key = StageCache(cfg.paths.cache_dir), teacher_key(cfg)
     ckpt = cfg.model.get("teacher_checkpoint")
+    if ckpt and not Path(ckpt).is_dir():
+        raise ConfigError(f"model.teacher_checkpoint={ckpt}: no such folder")
+    if ckpt and is_hf_classifier(ckpt):
+        return _hf_teacher(cfg, splits, cache, key, ckpt)
     if ckpt:  # a user's fine-tuned teacher: check it is complete and its head fits, before any work
         missing = [f for f in ("meta.json", "model.pt", "probs.pt") if not (Path(ckpt) / f).exists()]
         if missing:
@@ -126,6 +131,40 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
              {k: round(v, 4) for k, v in meta["test"].items() if isinstance(v, float)})
     return Teacher(model, config_hash(key), meta["label_names"], probs["val"].numpy(), probs["test"].numpy(),
                    meta["test"], trained_now, time.time() - t0, path)
+
+
+def _hf_teacher(cfg: DictConfig, splits: Splits, cache: StageCache, key: dict, ckpt: str) -> Teacher:
+    """A fine-tuned transformers classifier as the teacher: loaded from its folder on every run; its
+    validation and test probabilities are computed once and cached under the folder's fingerprint."""
+    t0 = time.time()
+    model = load_hf_classifier(ckpt, splits.label_names, cfg.model.teacher.get("max_length", 128))
+    model.to(job_device(cfg.trainer))
+    key = {**key, "hf_classifier": fingerprint(ckpt)}
+    path = cache.path("teacher", key)
+    trained_now = False
+    if not (path / "DONE").exists():
+        with file_lock(path.parent / f"{path.name}.lock", f"teacher {path.name}, being scored by another job"):
+            if not (path / "DONE").exists():
+                bs = teacher_training(cfg).eval_batch_size
+                val, _ = predict(model, splits.validation["text"].tolist(), bs, progress="teacher: validation")
+                test, _ = predict(model, splits.test["text"].tolist(), bs, progress="teacher: test")
+                check_outputs(model, "teacher", val, test)
+                with cache.writing("teacher", key) as out:
+                    meta = {"name": model.name, "label_names": splits.label_names, "source": str(ckpt),
+                            "test": metrics(splits.test["label"].to_numpy(), test.argmax(-1).numpy(),
+                                            splits.num_classes),
+                            "validation": metrics(splits.validation["label"].to_numpy(), val.argmax(-1).numpy(),
+                                                  splits.num_classes)}
+                    torch.save({"val": torch.softmax(val, -1), "test": torch.softmax(test, -1)}, out / "probs.pt")
+                    write_json(out / "meta.json", meta)
+                trained_now = True
+    meta = json.loads((path / "meta.json").read_text())
+    probs = torch.load(path / "probs.pt")
+    log.info("teacher %s (a transformers classifier, %s): test %s", meta["name"],
+             "scored" if trained_now else "probabilities from cache",
+             {k: round(v, 4) for k, v in meta["test"].items() if isinstance(v, float)})
+    return Teacher(model, config_hash(key), meta["label_names"], probs["val"].numpy(), probs["test"].numpy(),
+                   meta["test"], False, time.time() - t0, path)
 
 
 def work_dir(path: Path) -> Path:

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from cod_pipeline import ConfigError
 
 STAGES = ("teacher", "cfe", "student", "moons", "fisher", "proximity")
-LLM_GENERATORS = ("openai", "hybrid", "local_llm", "local_gemma")
 CFE_AUGMENTS = ("cod", "cod_full", "cod_unvalidated")  # augments that ask the cfe generator (random_edit does not)
 
 
@@ -167,6 +166,7 @@ def validate(cfg: DictConfig) -> None:
     check_moved_runtime(cfg)
     check_rules(cfg)
     check_base_url(cfg)
+    check_price(cfg)
     check_budget(cfg)
     check_data_files(cfg.get("dataset"))
 
@@ -177,7 +177,8 @@ def check_base_url(cfg: DictConfig) -> None:
     from urllib.parse import urlsplit
 
     url = _get(cfg, "cfe.runtime.base_url")
-    if url is _MISSING or not url:
+    url = os.environ.get("OPENAI_BASE_URL") if url is _MISSING or not url else url
+    if not url:
         return
     parts = urlsplit(str(url))
     if parts.username or parts.password or parts.query:
@@ -186,6 +187,16 @@ def check_base_url(cfg: DictConfig) -> None:
         what = "user:password@" if parts.username or parts.password else "a ?query"
         raise ConfigError(f"cfe.runtime.base_url carries credentials ({what}): give the bare endpoint and put "
                           f"the key in ${env}")
+
+
+def check_price(cfg: DictConfig) -> None:
+    price = _get(cfg, "cfe.runtime.usd_per_mtok")
+    if price is _MISSING or price is None:
+        return
+    if (not OmegaConf.is_list(price) or len(price) != 2
+            or not all(Rule("number", lo=0).ok(v) for v in price)):
+        raise ConfigError(f"cfe.runtime.usd_per_mtok={price}: [input, output] US$ per million tokens, two "
+                          f"numbers >= 0 (or null)")
 
 
 def _moved(old: str) -> str:
@@ -328,13 +339,21 @@ def _check_header(p: Path, fmt: str, src: DictConfig, where: str) -> None:
     """The first line names the text and label columns, and a data row follows it."""
     import csv
 
+    csv.field_size_limit(1 << 30)  # a long review is a long field, not an error (pandas reads it too)
     with open(p, encoding="utf-8", newline="") as f:
         rows = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",",
                           quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
-        head = next(rows, None)
-        if head:
-            head[0] = head[0].lstrip("\ufeff")  # pandas drops a UTF-8 byte-order mark too
-        data = next((r for r in rows if any(c.strip() for c in r)), None)
+        try:
+            head = next(rows, None)
+            if head:
+                head[0] = head[0].lstrip("\ufeff")  # pandas drops a UTF-8 byte-order mark too
+            data = next((r for r in rows if any(c.strip() for c in r)), None)
+        except csv.Error as e:
+            raise ConfigError(f"{where}: not valid {fmt} at line {rows.line_num}: {e}") from None
+    if head and src.get("header", True):
+        dup = sorted({c for c in head if head.count(c) > 1})
+        if dup:
+            raise ConfigError(f"{where}: the header names column(s) {', '.join(map(repr, dup))} twice")
     header = src.get("header", True)
     if data is None and (header or head is None):
         raise ConfigError(f"{where} has no data rows" + (f" (only the header: {', '.join(head)})" if head else ""))
@@ -370,8 +389,10 @@ def _check_utf8(p: Path, where: str) -> None:
 
 def needs_llm(cfg: DictConfig) -> bool:
     """Will this job ask a remote OpenAI-compatible endpoint for CFEs (not a server it starts itself)?"""
+    from cod_pipeline.counterfactuals.generators import generator_class
+
     cfe = cfg.get("cfe")
-    if cfe is None or cfe.get("name") not in ("openai", "hybrid") or cfe.get("gguf"):
+    if cfe is None or not cfe.get("_target_") or not generator_class(cfe._target_).asks_endpoint(cfe):
         return False
     if cfg.stage in ("cfe", "proximity"):
         return True
@@ -383,7 +404,7 @@ def check_llm_endpoint(cfg: DictConfig, timeout_s: float = 3.0) -> None:
     address (connection refused, unknown host, no answer), instead of after the teacher and
     a chunk of retries; a hosted endpoint without its key fails here too."""
     rt = cfg.cfe.runtime
-    url = rt.get("base_url")
+    url = rt.get("base_url") or os.environ.get("OPENAI_BASE_URL")  # the openai client reads it too
     if not url:
         env = rt.get("api_key_env", "OPENAI_API_KEY")
         if not os.environ.get(env):

@@ -168,14 +168,15 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = None
         path = self.path.split("?", 1)[0].rstrip("/")
-        owner._enter({"path": path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
-                      "raw": raw.decode("utf-8", "replace")})
+        record = {"path": path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body,
+                  "raw": raw.decode("utf-8", "replace")}
+        owner._enter(record)
         try:
-            self._serve(owner, path, body)
+            self._serve(owner, path, body, record)
         finally:
             owner._exit()
 
-    def _serve(self, owner: "FakeOpenAIServer", path: str, body: Any) -> None:
+    def _serve(self, owner: "FakeOpenAIServer", path: str, body: Any, record: dict) -> None:
         fault = owner._pop_fault()
         if owner.latency_s > 0:
             owner._stop.wait(owner.latency_s)
@@ -240,6 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(404, {"error": {"message": f"unknown path {path}", "type": "invalid_request_error"}})
             return
+        record["usage"] = resp["usage"]  # what this answer reported: tests compare the run's totals
         self._send_json(200, resp, trickle_s=trickle)
 
 

@@ -145,6 +145,18 @@ def test_hybrid_never_stores_a_repair_of_a_call_that_failed_in_transit(sentiment
     assert q["llm_calls_this_run"] >= 4 and q["cache"].get("cache_hits", 0) == 0
 
 
+def test_llm_token_usage_and_cost_are_recorded(sentiment_cfg):
+    with FakeOpenAIServer() as srv:
+        cfg = sentiment_cfg("stage=cfe", "k=8", *openai_overrides(srv, "cfe.runtime.usd_per_mtok=[2.5,10]"))
+        q = run(cfg)["cfe"]
+        served = [r["usage"] for r in srv.records if "usage" in r]
+    assert q["llm_prompt_tokens"] > 0 and q["llm_completion_tokens"] > 0
+    assert q["llm_prompt_tokens"] == sum(u["prompt_tokens"] for u in served)  # every answer, retries' included
+    assert q["llm_completion_tokens"] == sum(u["completion_tokens"] for u in served)
+    assert q["llm_cost_usd"] == pytest.approx((q["llm_prompt_tokens"] * 2.5 + q["llm_completion_tokens"] * 10) / 1e6,
+                                              abs=1e-6)
+
+
 def test_gguf_from_a_package_glob_or_assemble(tmp_path, monkeypatch):
     """cfe.gguf names a path, a package:glob, or a chunked package whose assemble() joins it."""
     from cod_pipeline.counterfactuals.generators import LocalLLMGenerator

@@ -300,6 +300,25 @@ def data_dir(tmp_path):
     (d / "header.tsv").write_text("sentence\tlabel\n")
     (d / "latin1.tsv").write_bytes(good.read_bytes() + "caf\xe9 tr\xe8s bon\t1\n".encode("latin-1"))
     (d / "cols.jsonl").write_text("\n".join(json.dumps({"sentence": f"s {i}", "y": i % 2}) for i in range(20)))
+    rows = [json.dumps({"sentence": f"a fine film number {i}", "label": i % 2}) for i in range(20)]
+    (d / "malformed.jsonl").write_text("\n".join(rows[:7] + ['{"sentence": "broken", "label": '] + rows[7:]) + "\n")
+    (d / "list_label.jsonl").write_text("\n".join(
+        json.dumps({"sentence": f"s {i}", "label": [i % 2] if i == 3 else i % 2}) for i in range(20)))
+    (d / "dict_text.jsonl").write_text("\n".join(
+        json.dumps({"sentence": {"t": i} if i == 5 else f"s {i}", "label": i % 2}) for i in range(20)))
+    (d / "tab.tsv").write_text("sentence\tlabel\n" + "".join(f"film {i}\t{i % 2}\n" for i in range(10))
+                               + "a\tstray tab\t1\n")
+    (d / "quote.csv").write_text("sentence,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(10))
+                                 + '"an unterminated quote,1\n')
+    (d / "dup.csv").write_text("sentence,label,label\n" + "".join(f"film {i},{i % 2},1\n" for i in range(10)))
+    (d / "text.parquet").write_text("this is not parquet\n")
+    import pandas as pd
+
+    pd.DataFrame({"sentence": [f"s {i}" for i in range(20)], "label": [[i % 2] for i in range(20)]}).to_parquet(
+        d / "list_label.parquet")
+    long = "word " * 30_000  # 150,000 characters: past the csv module's default field limit
+    (d / "long.tsv").write_text("sentence\tlabel\n" + "".join(f"{long if i == 0 else 'film'} {i}\t{i % 2}\n"
+                                                               for i in range(200)))
     return d
 
 
@@ -311,8 +330,17 @@ def data_dir(tmp_path):
     ("good.tsv", ["dataset.source.text_column=text"], "no column 'text'"),
     ("good.tsv", ["dataset.source.label_column=y"], "no column 'y'"),
     ("cols.jsonl", [], "no column 'label'"),  # raised inside hydra.utils.instantiate: unwrapped
+    ("malformed.jsonl", [], "cannot be read as jsonl (line 8)"),
+    ("list_label.jsonl", [], "row 4 of column 'label' is a list, not a label"),
+    ("dict_text.jsonl", [], "row 6 of column 'sentence' is a dict, not a text"),
+    ("tab.tsv", [], "cannot be read as tsv"),
+    ("quote.csv", [], "cannot be read as csv"),
+    ("dup.csv", [], "names column(s) 'label' twice"),
+    ("text.parquet", [], "text.parquet: cannot be read as parquet"),
+    ("list_label.parquet", [], "of column 'label' is a"),
 ])
 def test_data_errors_are_one_line(tiny_cfg, capsys, data_dir, path, extra, expected):
+    """Each bad file ends in one error line naming it (and the line, where known), before any model."""
     cfg = tiny_cfg("dataset=local", f"dataset.source.path={data_dir / path}", *extra)
     t0 = time.time()
     line = fails_with(capsys, cfg)
@@ -433,3 +461,15 @@ def test_a_key_inside_base_url_is_refused_before_it_reaches_a_file(tiny_cfg, cap
     line = fails_with(capsys, tiny_cfg("cfe=openai", "augment=cod", f"cfe.runtime.base_url='{url}'"))
     assert "carries credentials" in line and "$OPENAI_API_KEY" in line and "sk-secret" not in line
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_field_past_the_csv_modules_limit_is_read_not_refused(tiny_cfg, data_dir):
+    from cod_pipeline.data import load_splits
+    from cod_pipeline.validation import validate
+
+    cfg = tiny_cfg("dataset=local", f"dataset.source.path={data_dir / 'long.tsv'}", "dataset.val_size=20",
+                   "dataset.test_size=20")
+    validate(cfg)
+    splits = load_splits(cfg.dataset)
+    texts = [*splits.train["text"], *splits.validation["text"], *splits.test["text"]]
+    assert max(map(len, texts)) > 131_072

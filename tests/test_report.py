@@ -305,7 +305,8 @@ def test_cli_bootstrap_and_outputs(paired, tmp_path, capsys):
     assert len(runs) == 15 and set(runs.status) == {"kept"} and {"seed", "score", "path"} <= set(runs.columns)
     md = (out / "table.md").read_text()
     assert "bootstrap" in md and "Student t" not in md
-    for f in ["plot_rotten_tomatoes.png", "plot_rotten_tomatoes.pdf", "plot_all.png", "plot_all.pdf"]:
+    for f in ["plot_rotten_tomatoes.png", "plot_rotten_tomatoes.pdf", "plot_all.png", "plot_all.pdf",
+              "gain_rotten_tomatoes.png", "gain_rotten_tomatoes.pdf"]:  # the paired gain, beside the scores
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     tex = (out / "table.tex").read_text()
     assert r"\caption{" in tex and r"\label{tab:cod-rotten-tomatoes}" in tex and r"\textbf{" in tex

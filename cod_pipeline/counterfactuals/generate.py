@@ -167,6 +167,8 @@ class ValidatedCFEs:
                 r["attempts"] += 1
                 r["calls"] += c.calls
                 r["retries"] += c.retries
+                if c.extra.get("tokens"):
+                    r["tokens"] = [a + b for a, b in zip(r.get("tokens") or [0, 0], c.extra["tokens"])]
                 self.stats["llm_calls"] += c.calls
                 self.stats["llm_retries"] += c.retries
                 if c.text:

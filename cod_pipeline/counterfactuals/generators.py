@@ -77,6 +77,12 @@ class Generator:
         """The ``legacy_runtime`` of the option this ``cfe`` node was composed from."""
         return cls.legacy_runtime
 
+    @classmethod
+    def asks_endpoint(cls, cfg) -> bool:
+        """Does this ``cfe`` node ask an OpenAI-compatible endpoint it does not start itself?
+        (``validate`` then checks that something answers there, before any model loads.)"""
+        return False
+
     #: texts of the unlabelled training pool this generator wants with the teacher's labels
     #: (``fit_pool``) before it proposes: 0 for none; ``pool_loader`` () -> a ``pool.Pool``, set by the caller
     pool_size: int = 0
@@ -100,11 +106,12 @@ class SearchGenerator(Generator):
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
     identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False, "lm.content_words": False, "lm.zero_shot": None,
-                         "search.screen_dtype": "float32", "search.within_gate": False,
+                         "lexicon_first": False, "search.screen_dtype": "float32", "search.within_gate": False,
                          "search.fallback": True}
 
     def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None,
-                 screen_dtype: str = "float32", reader: dict | None = None, **search_kw):
+                 screen_dtype: str = "float32", reader: dict | None = None, lexicon_first: bool = False,
+                 **search_kw):
         super().__init__(task)
         from cod_pipeline.counterfactuals.search import SearchConfig
 
@@ -128,6 +135,11 @@ class SearchGenerator(Generator):
 
             self.guide = LMGuide(model, descriptions or [], fluent_cfes=get_task(task).fluent_cfes, **lm)
             self.name, self.llm_model = "lm_search", Path(model.gguf).name
+        # the task's own edits (antonyms, negation) first; the LM proposes only where none flips:
+        # read by hand, an antonym reads as the other class far more often than an LM word does
+        self.lexicon_first = bool(lexicon_first) and self.guide is not None
+        if self.lexicon_first:
+            self.name = "lexicon+lm_search"
         # a second reader of another family (word/char n-grams) fitted to the teacher's labels of
         # pool text: a flip counts only where it reads the new class too, so an edit that moves
         # the teacher through a word it alone over-reacts to is no CFE
@@ -152,7 +164,8 @@ class SearchGenerator(Generator):
             kw["target_margin"] = float(cfg.target_margin)
         lm = dict(cfg.lm) if cfg.get("lm") else None
         reader = OmegaConf.to_container(cfg.reader, resolve=True) if cfg.get("reader") else None
-        return cls(task, lm=lm, descriptions=descriptions, reader=reader, **kw)
+        return cls(task, lm=lm, descriptions=descriptions, reader=reader,
+                   lexicon_first=bool(cfg.get("lexicon_first", False)), **kw)
 
     def check(self) -> None:
         if self.guide is not None:
@@ -194,10 +207,26 @@ class SearchGenerator(Generator):
             self._fit_cached(self.pool_loader())
         texts = [it.start_from or it.text for it in items]
         exact = self.screen_dtype != "float32"
-        results = search_cfe(texts, [it.label for it in items], screen if exact else scorer, self.cfg,
-                             [it.target for it in items], progress=len(items) > 4, guide=self.guide,
-                             exact=scorer if exact else None,
-                             second=self.reader.probs if self.reader is not None else None)
+
+        def run(idx: list[int], guide):
+            return search_cfe([texts[i] for i in idx], [items[i].label for i in idx], screen if exact else scorer,
+                              self.cfg, [items[i].target for i in idx], progress=len(idx) > 4, guide=guide,
+                              exact=scorer if exact else None,
+                              second=self.reader.probs if self.reader is not None else None)
+
+        everything = list(range(len(items)))
+        if not self.lexicon_first:
+            results = run(everything, self.guide)
+        else:
+            results = run(everything, None)
+            lexical = [(i, r) for i, r in enumerate(results) if r.text]
+            redo = [i for i, r in enumerate(results) if not r.text]
+            for i, r in zip(redo, run(redo, self.guide) if redo else []):
+                results[i] = r
+            if lexical:  # their fluency, as the LM reads it, for the quality figures
+                lps = self.guide.lm.logprob([t for i, r in lexical for t in (texts[i], r.text)])
+                for n, (_, r) in enumerate(lexical):
+                    r.lm_logprob_original, r.lm_logprob = float(lps[2 * n]), float(lps[2 * n + 1])
         return [Candidate(r.text, None if r.text else "no_flip_found",
                           extra={"edits": r.edits, "teacher_calls": r.teacher_calls, "near": r.near,
                                  "near_probs": r.near_probs, "lm_logprob": r.lm_logprob,
@@ -236,6 +265,10 @@ class OpenAIGenerator(Generator):
             self._proposer = OpenAIProposer(self.llm_cfg, self.prompt)
         return self._proposer
 
+    @classmethod
+    def asks_endpoint(cls, cfg) -> bool:
+        return True
+
     def check(self) -> None:
         """Fail before heavy work when no key is set for a hosted endpoint."""
         try:
@@ -249,7 +282,7 @@ class OpenAIGenerator(Generator):
         prompts = [PromptItem(it.text, it.label_names[it.label],
                               it.label_names[it.target] if it.target is not None else _other(it), it.feedback)
                    for it in items]
-        return [Candidate(p.text, p.rejection, p.calls, p.retries, {"raw": p.raw})
+        return [Candidate(p.text, p.rejection, p.calls, p.retries, {"raw": p.raw, "tokens": list(p.tokens)})
                 for p in self.proposer().propose(prompts)]
 
 
@@ -262,6 +295,10 @@ class LocalLLMGenerator(OpenAIGenerator):
     """The ``openai`` generator pointed at a llama.cpp server that it starts on a free loopback
     port for the stage and stops afterwards, even on error. No new client code."""
     name = "local_llm"
+
+    @classmethod
+    def asks_endpoint(cls, cfg) -> bool:
+        return not cfg.get("gguf")  # with a model file it serves its own; without, runtime.base_url
 
     def __init__(self, task: str, llm: dict, gguf: str, fewshot: list | None = None, n_ctx: int = 2048,
                  startup_timeout_s: float = 120.0, repack_weights: bool = False, n_threads: int | None = None):
@@ -387,6 +424,10 @@ class HybridGenerator(Generator):
     @classmethod
     def legacy(cls, cfg) -> dict[str, object]:
         return generator_class(cfg._proposer_).legacy(cfg)  # as declared: its YAML extends the proposer's
+
+    @classmethod
+    def asks_endpoint(cls, cfg) -> bool:
+        return cls.parts(cfg)[0].asks_endpoint(cfg)
 
     def check(self) -> None:
         getattr(self.llm, "check", lambda: None)()

@@ -56,7 +56,9 @@ def is_transport_error(reason: str | None) -> bool:
 
 
 def endpoint_url(cfg: "LLMConfig") -> str:
-    return cfg.base_url or "https://api.openai.com/v1"
+    """Where requests go: ``cfe.runtime.base_url``, else ``$OPENAI_BASE_URL`` (as the openai client
+    reads it), else the public endpoint."""
+    return cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
 
 class EndpointFailed(ConfigError):
@@ -101,6 +103,7 @@ class Proposal:
     rejection: str | None  # textclean reason, or "error:<kind>" when the call failed after retries
     calls: int  # HTTP calls made for this proposal (incl. retries)
     retries: int
+    tokens: tuple[int, int] = (0, 0)  # prompt and completion tokens the endpoint reported, all attempts
 
 
 @dataclass
@@ -232,6 +235,12 @@ def _parse_retry_after(headers: Any) -> float | None:
         return None
 
 
+def _usage(resp) -> tuple[int, int]:
+    """Prompt and completion tokens as the endpoint reports them (0 where it does not)."""
+    u = getattr(resp, "usage", None)
+    return int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0)
+
+
 def _content(value: Any) -> str:
     """The answer's text: a string, or a list of text parts joined. Empty (``""``, null) is a
     failed call to ask again, never a verdict on the original; anything else is a bad response."""
@@ -266,7 +275,7 @@ class OpenAIProposer:
     def _check_key(self) -> str:
         key = os.environ.get(self.cfg.api_key_env)
         if not key:
-            if self.cfg.base_url is None:
+            if self.cfg.base_url is None and not os.environ.get("OPENAI_BASE_URL"):
                 raise RuntimeError(MISSING_KEY_MESSAGE.replace("{env}", self.cfg.api_key_env))
             key = "EMPTY"  # local OpenAI-compatible servers usually ignore the key
         return key
@@ -325,6 +334,7 @@ class OpenAIProposer:
     async def _one(self, client, sem: asyncio.Semaphore, item: PromptItem) -> Proposal:
         calls = retries = 0
         attempt = 0
+        used = [0, 0]
         while True:
             async with sem:
                 self._in_flight += 1
@@ -332,7 +342,8 @@ class OpenAIProposer:
                 calls += 1
                 self.stats["calls"] += 1
                 try:  # timeout_s is a deadline for the whole request, not per socket read
-                    raw = await asyncio.wait_for(self._call(client, item), self.cfg.timeout_s)
+                    raw, usage = await asyncio.wait_for(self._call(client, item), self.cfg.timeout_s)
+                    used = [used[0] + usage[0], used[1] + usage[1]]
                     err = None
                 except asyncio.TimeoutError:
                     err = _CallFailed("timeout", True, f"no complete answer within {self.cfg.timeout_s}s")
@@ -345,11 +356,12 @@ class OpenAIProposer:
                 text, reason = clean_llm_output(raw, item.text)
                 if reason is not None:
                     self.stats["rejected"] += 1
-                return Proposal(text=text, raw=raw, rejection=reason, calls=calls, retries=retries)
+                return Proposal(text=text, raw=raw, rejection=reason, calls=calls, retries=retries, tokens=tuple(used))
             if not err.retryable or attempt >= self.cfg.max_retries or self._down or not self.alive():
                 self.stats["errors"] += 1
                 self._warn_once(err, gave_up=err.retryable)
-                return Proposal(text=None, raw=None, rejection=f"error:{err.kind}", calls=calls, retries=retries)
+                return Proposal(text=None, raw=None, rejection=f"error:{err.kind}", calls=calls, retries=retries,
+                                tokens=tuple(used))
             delay = self._backoff(attempt)
             if err.retry_after is not None:
                 delay = max(min(err.retry_after, self.cfg.retry_after_max_s), 0.0) + random.uniform(0, 0.05)
@@ -363,12 +375,12 @@ class OpenAIProposer:
         if err.kind in self._warned:
             return
         self._warned.add(err.kind)
-        where = self.cfg.base_url or "api.openai.com"
+        where = endpoint_url(self.cfg)
         what = f"after {self.cfg.max_retries} retries" if gave_up else "(not retryable)"
         log.warning("CFE request to %s (model=%s) failed %s: %s", where, self.cfg.model, what,
                     self._redact(str(err)))
 
-    async def _call(self, client, item: PromptItem) -> str | None:
+    async def _call(self, client, item: PromptItem) -> tuple[str, tuple[int, int]]:
         import openai
 
         cfg = self.cfg
@@ -388,7 +400,7 @@ class OpenAIProposer:
                 )
                 if not resp.choices:
                     raise _CallFailed("bad_response", True, "response has no choices")
-                return _content(resp.choices[0].message.content)
+                return _content(resp.choices[0].message.content), _usage(resp)
             resp = await client.completions.create(
                 model=cfg.model,
                 prompt=prompt,
@@ -399,7 +411,7 @@ class OpenAIProposer:
             )
             if not resp.choices:
                 raise _CallFailed("bad_response", True, "response has no choices")
-            return _content(resp.choices[0].text)
+            return _content(resp.choices[0].text), _usage(resp)
         except _CallFailed:
             raise
         except openai.APITimeoutError as e:  # subclass of APIConnectionError: check first

@@ -84,6 +84,10 @@ def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, p
                     "replaced_originals": len(failed) if policy == "replace" else 0,
                     "unpaired_originals": 0 if policy == "replace" else len(failed),
                     "cache": dict(generation.stats), "llm_calls_this_run": generation.stats["llm_calls"]})
+    price = (cfg.cfe.get("runtime") or {}).get("usd_per_mtok")
+    if price:  # what these CFEs cost when they were generated, at the configured price
+        quality["llm_cost_usd"] = round((quality["llm_prompt_tokens"] * float(price[0])
+                                         + quality["llm_completion_tokens"] * float(price[1])) / 1e6, 6)
     out = Path(cfg.paths.output_dir)
     quality["samples_file"] = str(write_samples(tried, out / "cfe_samples.md", splits.label_names))
     quality["samples"] = sample_rows(records)

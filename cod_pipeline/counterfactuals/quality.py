@@ -40,6 +40,8 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
         "confidence_cfe_mean": _mean([max(r["cfe_probs"]) for r in valid]),
         "llm_calls": int(sum(r.get("calls", 0) for r in records)),  # what these CFEs cost when generated
         "llm_retries": int(sum(r.get("retries", 0) for r in records)),
+        "llm_prompt_tokens": int(sum((r.get("tokens") or [0, 0])[0] for r in records)),
+        "llm_completion_tokens": int(sum((r.get("tokens") or [0, 0])[1] for r in records)),
         "rejected_outputs": int(sum(reasons.values())),
         "attempts_mean": _mean([r.get("attempts") for r in records]),
     }

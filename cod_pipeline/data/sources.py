@@ -104,6 +104,11 @@ def local(path: str, text_column: str = "sentence", label_column: str = "label",
         for col in (text_column, label_column):
             if col not in df.columns:
                 raise ConfigError(f"{p}: no column '{col}' (columns: {', '.join(map(str, df.columns))})")
+            nested = df[col].map(lambda v: isinstance(v, (dict, list, tuple, set)) or hasattr(v, "shape"))
+            if nested.any():  # its repr would be trained on as text, or a list taken for a class
+                row = int(nested.to_numpy().argmax())
+                raise ConfigError(f"{p}: row {row + 1} of column '{col}' is a {type(df[col].iloc[row]).__name__}, "
+                                  f"not a {'text' if col == text_column else 'label'}")
         out = pd.DataFrame({"text": df[text_column].astype(str), "label": df[label_column]})
         out["split"] = split
         frames.append(out)
@@ -113,22 +118,37 @@ def local(path: str, text_column: str = "sentence", label_column: str = "label",
     return df
 
 
+def _bad_json_line(p: Path) -> int | None:
+    import json
+
+    with open(p, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except ValueError:
+                    return n
+    return None
+
+
 def read_table(path: str, format: str | None = None, header: bool = True) -> pd.DataFrame:
     p = Path(os.path.expanduser(str(path)))
     if not p.exists():
         raise ConfigError(f"local dataset file not found: {p}")
     fmt = format or p.suffix.lstrip(".").lower()
     hdr = 0 if header else None
-    if fmt == "tsv":
-        df = pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, header=hdr, keep_default_na=False)
-    elif fmt == "csv":
-        df = pd.read_csv(p, header=hdr, keep_default_na=False)
-    elif fmt in ("jsonl", "json"):
-        df = pd.read_json(p, lines=fmt == "jsonl")
-    elif fmt == "parquet":
-        df = pd.read_parquet(p)
-    else:
+    readers = {"tsv": lambda: pd.read_csv(p, sep="\t", quoting=csv.QUOTE_NONE, header=hdr, keep_default_na=False),
+               "csv": lambda: pd.read_csv(p, header=hdr, keep_default_na=False),
+               "jsonl": lambda: pd.read_json(p, lines=True), "json": lambda: pd.read_json(p),
+               "parquet": lambda: pd.read_parquet(p)}
+    if fmt not in readers:
         raise ConfigError(f"{p}: unknown format '{fmt}' (use tsv, csv, jsonl or parquet)")
+    try:
+        df = readers[fmt]()
+    except (ValueError, pd.errors.ParserError, csv.Error, UnicodeDecodeError, OSError) as e:
+        where = _bad_json_line(p) if fmt == "jsonl" else None  # pandas does not say which line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{p}: cannot be read as {fmt}{f' (line {where})' if where else ''}: {msg}") from None
     if not header:
         df.columns = ["sentence", "label", *[f"col{i}" for i in range(2, len(df.columns))]][: len(df.columns)]
     return df

@@ -1,4 +1,4 @@
-"""Boundary proximity on text: the teacher's margin on originals, on search CFEs, on LLM CFEs
+"""Boundary proximity on text: the teacher's margin on originals, on the run's CFEs, on other generators' CFEs
 found in the cache, and on random edits of the same size."""
 from __future__ import annotations
 
@@ -63,9 +63,12 @@ def run_proximity(cfg, splits, sampler, teacher) -> pd.DataFrame:
     edits = [max(1, edited_words(r["original"], r["cfe"])) for r in recs]
     rand = teacher.probs(random_edits([r["original"] for r in recs], edits, cfg.seed, cfg.dataset.task))
     store = CFEStore(Path(cfg.paths.cache_dir) / "cfe.sqlite", cfg.paths.get("shared_fs"))
-    llm = [r for r in store.all(dataset=cfg.dataset.name, teacher_id=teacher.id)
-           if r.get("generator") not in ("search",) and r.get("valid")]
-    groups = {"originals": margins(originals), "search CFEs": margins(np.array([r["cfe_probs"] for r in recs])),
+    mine = recs[0]["generator"] if recs else cfg.cfe.name  # the generator the record names, not its option's name
+    other = [r for r in store.all(dataset=cfg.dataset.name, teacher_id=teacher.id)
+             if r.get("generator") != mine and r.get("valid")]
+    names = sorted({r.get("generator") for r in other})
+    groups = {"originals": margins(originals), f"{mine} CFEs (this run)": margins(np.array([r["cfe_probs"] for r in recs])),
               "random edits (same size)": margins(rand),
-              "LLM CFEs (cache)": margins(np.array([r["cfe_probs"] for r in llm])) if llm else np.array([])}
+              f"other generators' CFEs in the cache ({', '.join(names) or 'none'})":
+                  margins(np.array([r["cfe_probs"] for r in other])) if other else np.array([])}
     return write_proximity(groups, Path(cfg.paths.output_dir))
