@@ -18,8 +18,9 @@ from cod_pipeline import ConfigError
 
 
 def conf_dir() -> Path:
-    """``$COD_CONF``, else the project's ``conf/`` beside this package (a clone or editable install)."""
-    path = Path(os.environ.get("COD_CONF") or Path(__file__).resolve().parents[1] / "conf")
+    """``$COD_CONF``, else the package's ``conf/`` (in a clone a link to the top-level ``conf/``;
+    a wheel carries a copy), so an installed project runs like the clone."""
+    path = Path(os.environ.get("COD_CONF") or Path(__file__).resolve().parent / "conf")
     if not (path / "config.yaml").is_file():
         raise ConfigError(f"no config.yaml in {path}: set COD_CONF to the project's conf/ folder")
     return path

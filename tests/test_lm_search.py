@@ -179,3 +179,34 @@ def test_fluency_gate_rejects_flips_that_read_worse(sentiment_cfg):
     # a task whose label is fluency (acceptability) opts out of both
     off = LMGuide(lm, descriptions, max_drop=gate, same_pos=True, content_words=True, fluent_cfes=False)
     assert off.max_drop is None and not off.same_pos and not off.content_words
+
+
+def test_lexicon_first_keeps_every_lexicon_flip_and_asks_the_lm_only_for_the_rest(sentiment_cfg):
+    """``cfe.lexicon_first``: where the lexicon search flips the teacher, its CFE is the one kept
+    (the LM is not consulted); the LM's proposals serve only the originals it leaves unflipped."""
+    from omegaconf import open_dict
+
+    from cod_pipeline.counterfactuals.generators import Item, build_generator
+    from cod_pipeline.pipeline import prepare
+    from cod_pipeline.teacher import ensure_teacher
+
+    cfg = sentiment_cfg("cfe=lm_search")
+    splits, _ = prepare(cfg)
+    teacher = ensure_teacher(cfg, splits)
+    texts = splits.train["text"].iloc[:16].tolist()
+    labels = teacher.probs(texts).argmax(-1).tolist()
+    names = ["negative", "positive"]
+    items = [Item(t, y, None, names) for t, y in zip(texts, labels)]
+    descriptions = ["a negative review", "a positive review"]
+    # the same search without its LM: what the lexicon stage is
+    plain = build_generator(sentiment_cfg("cfe=lm_search", "~cfe.lm").cfe, "sentiment", descriptions).propose(
+        items, teacher.probs)
+    with open_dict(cfg):
+        cfg.cfe.lexicon_first = True
+    gen = build_generator(cfg.cfe, "sentiment", descriptions)
+    assert gen.name == "lexicon+lm_search"
+    first = gen.propose(items, teacher.probs)
+    for p, f in zip(plain, first):
+        if p.text:
+            assert f.text == p.text and f.extra["lm_logprob"] is not None  # kept, and read by the LM for fluency
+    assert sum(bool(f.text) for f in first) >= sum(bool(p.text) for p in plain)
