@@ -49,7 +49,7 @@ def test_the_student_folder_loads_with_transformers_alone_and_reproduces_the_run
     config = json.loads((folder / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"} and config["pooling"] == "mean"
     pred = pd.read_csv(out / "predictions.csv").set_index("id")
-    sample = test.iloc[:20]
+    sample = test.iloc[:50]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", LOAD_ALONE, str(folder)], input=json.dumps(sample["text"].tolist()),
                           capture_output=True, text=True, cwd=folder.parent, env=env, timeout=300)
@@ -57,7 +57,19 @@ def test_the_student_folder_loads_with_transformers_alone_and_reproduces_the_run
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["labels"] == ["negative", "positive"]
     want = pred.loc[sample["id"], ["student_p_negative", "student_p_positive"]].to_numpy()
-    assert abs(pd.DataFrame(got["probs"]).to_numpy() - want).max() < 1e-4  # one text at a time: no padding
+    assert abs(pd.DataFrame(got["probs"]).to_numpy() - want).max() < 1e-4  # predictions.csv keeps 5 decimals
+    # and to 1e-5 against the pipeline's own model class, loaded with the exported weights
+    from safetensors.torch import load_file
+
+    from cod_pipeline.models.backbone import predict
+    from cod_pipeline.student import build_student
+    from tests.conftest import make_cfg
+
+    student = build_student(make_cfg(out.parent, ["model=tiny"]), type("S", (), {"num_classes": 2,
+                                                                               "label_names": ["negative", "positive"]}))
+    student.load_state_dict(load_file(folder / "model.safetensors"))
+    mine = predict(student, sample["text"].tolist())[0].softmax(-1).numpy()
+    assert abs(pd.DataFrame(got["probs"]).to_numpy() - mine).max() < 1e-5
 
 
 def test_the_model_card_names_the_run(exported):
@@ -124,3 +136,15 @@ def test_export_of_a_run_that_kept_only_student_pt(exported, tmp_path):
     texts = test["text"].iloc[:10].tolist()
     a, b = load_student(old / "student").predict_proba(texts), load_student(out / "student").predict_proba(texts)
     assert abs(a - b).max() < 1e-6
+
+
+def test_predict_reads_stdin(exported):
+    out, _, _ = exported
+    proc = subprocess.run([sys.executable, "-m", "cod_pipeline.predict", str(out / "student"), "-"],
+                          input="a wonderful , moving film\n\nthe dullest hour of my life\n", capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["a wonderful , moving film", "the dullest hour of my life"]
+    assert all(r["label"] in ("negative", "positive") and abs(r["p_negative"] + r["p_positive"] - 1) < 1e-4
+               for r in rows)
