@@ -142,6 +142,7 @@ RULES: dict[str, Rule] = {
     "cfe.runtime.backoff_base_s": non_negative(),
     "cfe.runtime.backoff_max_s": non_negative(),
     "cfe.runtime.retry_after_max_s": non_negative(),
+    "cfe.search.deletions": Rule("choice", choices=("any", "modifiers")),
     "cfe.runtime.n_ctx": positive_int(),
     "cfe.runtime.n_threads": positive_int(nullable=True),
     "cfe.runtime.repack_weights": Rule("bool"),

@@ -279,3 +279,34 @@ def test_random_edits():
         assert 1 <= edited_words(orig, new) <= 2 * n
     assert random_edits(["short"], [3], seed=0)[0] != "short"
     assert random_edits(["unchanged text"], [0], seed=0) == ["unchanged text"]
+
+
+@pytest.mark.parametrize("task", ["sentiment", "subjectivity"])
+def test_modifier_deletions_only_keep_the_sentence(rt_teacher, task):
+    """search.deletions=modifiers: no CFE deletes a noun, verb or function word (the relaxed pass
+    included); the default search on the same texts does, so the option is what held them."""
+    from cod_pipeline.counterfactuals.beam import breaks_sentence
+    from cod_pipeline.counterfactuals.edits import Edit
+
+    toks = tokenize("She wants a piquant justice and will not stop")
+    assert breaks_sentence(toks, Edit(((0, ()),), "-She", 0.8))
+    assert not breaks_sentence(toks, Edit(((3, ()),), "-piquant", 0.3))
+    assert not breaks_sentence(toks, Edit(((7, ()),), "-not", 0.1))
+    assert not breaks_sentence(toks, Edit(((1, ("needs",)),), "wants -> needs", 0.3))
+    teacher, held = rt_teacher
+    texts = held[:40]
+    labels = teacher(texts).argmax(1).tolist()
+
+    def deleted(results):
+        out = []
+        for t, r in zip(texts, results):
+            for e in r.edits if r.text else []:
+                if e.startswith("-") and " " not in e:
+                    out.append(e[1:].lower())
+        return out
+
+    free = deleted(search_cfe(texts, labels, teacher, SearchConfig(task=task)))
+    kept = deleted(search_cfe(texts, labels, teacher, SearchConfig(task=task, deletions="modifiers")))
+    modifier = lambda w: w in lex.NEGATIONS or w in lex.INTENSIFIERS or lex.word_class(w) in ("adj", "adv")  # noqa: E731
+    assert any(not modifier(w) for w in free), "the fixture's default search no longer deletes a noun or verb"
+    assert all(modifier(w) for w in kept), kept

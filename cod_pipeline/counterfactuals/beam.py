@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import lexicon as lex
 from .edits import Edit, negation_edits
 from .gate import too_far as gate_too_far
 from .quality import margin  # the gate's margin too: search and gate agree on what a weak flip is
@@ -50,6 +51,17 @@ class SearchConfig:
     max_edit_distance: float | None = None
     free_edit_words: int = 0
     reader_margin: float = 0.0  # with a second reader: it must give the flip's class by this margin
+    deletions: str = "any"  # any | modifiers: only adjectives, adverbs and negations are deleted (fluent tasks)
+
+
+def breaks_sentence(tokens, edit: Edit) -> bool:
+    """A deletion of anything but a modifier or a negation: "She wants justice" -> "Justice", or
+    "A piquant meditation on the things" -> "On the things", reads as nobody's sentence."""
+    if any(new for _, new in edit.repl):
+        return False
+    words = [tokens[i].core.lower() for i, _ in edit.repl]
+    return any(w not in lex.NEGATIONS and w not in lex.INTENSIFIERS and lex.word_class(w) not in ("adj", "adv")
+               for w in words)
 
 
 @dataclass
@@ -193,8 +205,11 @@ class OriginalSearch:
         cfg = self.cfg
         self.beam = [()]
         self.cands = {}
+        keep_sentence = cfg.deletions == "modifiers" and get_task(cfg.task).fluent_cfes
         for i in self.positions:
             c = candidate_edits(self.tokens, i, cfg.task, cfg.max_candidates_per_position, relaxed=relaxed)
+            if keep_sentence:
+                c = [e for e in c if not breaks_sentence(self.tokens, e)]
             if c:
                 self.cands[i] = c
 
