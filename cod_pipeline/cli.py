@@ -45,12 +45,23 @@ def config_error(exc: BaseException) -> ConfigError | None:
     return None
 
 
+def _task_overrides() -> list[str]:
+    """The command line's overrides, where Hydra started the job."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under @hydra.main (tests, the Python API)
+        return []
+
+
 def run_job(cfg: DictConfig):
     quiet_third_party()
     try:
-        from cod_pipeline.validation import validate
+        from cod_pipeline.validation import check_added_keys, validate
 
         validate(cfg)  # before torch is even imported (run validates again, for API callers)
+        check_added_keys(cfg, _task_overrides())
         import torch
 
         from cod_pipeline.pipeline import run

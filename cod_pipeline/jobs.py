@@ -41,6 +41,7 @@ def run(cfg: DictConfig, stages: Stages, prepare: Callable) -> dict:
         c.stage == "student" and c.get("resume", True) and result_path(c).exists())]
     if asks:
         check_llm_endpoint(asks[0])  # an endpoint nobody answers at fails now, not after the teacher
+    check_stores(cfg, subs.values())
     result = run_one(cfg, stages)
     name = None
     try:
@@ -177,6 +178,27 @@ def _drop_targets(node) -> None:
     elif isinstance(node, list):
         for v in node:
             _drop_targets(v)
+
+
+def check_stores(cfg: DictConfig, subs) -> None:
+    """What the job will read from the cache, checked before the teacher loads: a results entry
+    that is not a file, and a CFE store that SQLite cannot read."""
+    for c in (cfg, *subs):
+        done = result_path(c)
+        if done.exists() and not done.is_file():
+            raise ConfigError(f"{done} is not a file (a cached result is one JSON file): remove it")
+    store = Path(cfg.paths.cache_dir) / "cfe.sqlite"
+    if store.is_file() and store.stat().st_size:
+        import sqlite3
+
+        try:
+            with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as con:
+                verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            verdict = str(e)
+        if verdict != "ok":
+            raise ConfigError(f"{store} is damaged ({verdict}); move it aside (its valid CFEs can be recovered "
+                              f"with sqlite3 .recover) or delete it to regenerate")
 
 
 def result_path(cfg: DictConfig) -> Path:

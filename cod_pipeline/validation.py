@@ -94,11 +94,12 @@ FRACTION = Rule("number", lo=0, hi=1)
 
 
 def _training(prefix: str) -> dict[str, Rule]:
-    return {f"{prefix}.lr": positive(), f"{prefix}.head_lr": positive(nullable=True),
+    lr = Rule("number", lo=0, lo_open=True, hi=1e30)  # beyond it, the first update overflows float32
+    return {f"{prefix}.lr": lr, f"{prefix}.head_lr": Rule("number", lo=0, lo_open=True, hi=1e30, nullable=True),
             f"{prefix}.weight_decay": non_negative(), f"{prefix}.warmup_ratio": FRACTION,
             f"{prefix}.batch_size": positive_int(), f"{prefix}.eval_batch_size": positive_int(),
             f"{prefix}.epochs": count(), f"{prefix}.min_steps": count(), f"{prefix}.max_steps": positive_int(True),
-            f"{prefix}.eval_every": positive_int(), f"{prefix}.seed": count(), f"{prefix}.train_cap": positive_int(True),
+            f"{prefix}.eval_every": positive_int(), f"{prefix}.seed": Rule("int", lo=0, hi=2**32 - 1), f"{prefix}.train_cap": positive_int(True),
             f"{prefix}.val_cap": positive_int(True), f"{prefix}.val_size": count()}
 
 
@@ -106,7 +107,7 @@ def _training(prefix: str) -> dict[str, Rule]:
 RULES: dict[str, Rule] = {
     "stage": Rule("choice", choices=STAGES),
     "k": positive_int(),
-    "seed": count(),
+    "seed": Rule("int", lo=0, hi=2**32 - 1),  # numpy's and torch's seed range
     "threads": positive_int(nullable=True),
     "resume": Rule("bool"),
     "save_student": Rule("bool"),
@@ -168,6 +169,8 @@ def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_base_url(cfg)
     check_price(cfg)
+    check_template(cfg)
+    check_pairs_fit_a_batch(cfg)
     check_budget(cfg)
     check_data_files(cfg.get("dataset"))
 
@@ -188,6 +191,46 @@ def check_base_url(cfg: DictConfig) -> None:
         what = "user:password@" if parts.username or parts.password else "a ?query"
         raise ConfigError(f"cfe.runtime.base_url carries credentials ({what}): give the bare endpoint and put "
                           f"the key in ${env}")
+
+
+def check_added_keys(cfg: DictConfig, overrides) -> None:
+    """``+method.alph=0`` adds a key nothing reads, and the run trains at the defaults under a new
+    hash: a ``+`` key whose name is a near miss of a key its node already has is a typo."""
+    import difflib
+
+    for o in overrides or ():
+        if not o.startswith("+") or o.startswith("++") or "=" not in o:
+            continue
+        key = o[1:].split("=", 1)[0]
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig):
+            continue
+        siblings = [str(k) for k in node.keys() if str(k) != leaf]
+        near = difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.75)
+        if near:
+            where = f"{parent}." if parent else ""
+            raise ConfigError(f"+{key}: {parent or 'the config'} has no key {leaf!r}, nothing would read it "
+                              f"(did you mean {where}{near[0]}? without the +)")
+
+
+def check_template(cfg: DictConfig) -> None:
+    """``dataset.label_template`` is formatted with one class name: any other field fails here."""
+    template = _get(cfg, "dataset.label_template")
+    if template is _MISSING or template is None:
+        return
+    try:
+        str(template).format("x")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"dataset.label_template={template!r}: one {{}} for the class name and no other "
+                          f"field ({type(e).__name__}: {e})") from None
+
+
+def check_pairs_fit_a_batch(cfg: DictConfig) -> None:
+    """A paired augment keeps an original and its CFE in one mini-batch: the batch holds two rows."""
+    if _get(cfg, "augment.paired") is True and _get(cfg, "model.student_training.batch_size") == 1:
+        raise ConfigError(f"augment={cfg.augment.name} keeps each original with its CFE in one mini-batch: "
+                          f"model.student_training.batch_size must be at least 2")
 
 
 def check_price(cfg: DictConfig) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -473,3 +474,41 @@ def test_a_field_past_the_csv_modules_limit_is_read_not_refused(tiny_cfg, data_d
     splits = load_splits(cfg.dataset)
     texts = [*splits.train["text"], *splits.validation["text"], *splits.test["text"]]
     assert max(map(len, texts)) > 131_072
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["dataset.label_template='a {} {x}'"], "one {} for the class name"),
+    (["augment=cod", "model.student_training.batch_size=1"], "batch_size must be at least 2"),
+    (["seed=4294967296"], "seed"),
+    (["model.student_training.lr=3e38"], "model.student_training.lr"),
+])
+def test_inputs_that_used_to_fail_after_work_fail_up_front(tiny_cfg, capsys, tmp_path, overrides, expected):
+    t0 = time.time()
+    line = fails_with(capsys, tiny_cfg(*overrides))
+    assert expected in line and time.time() - t0 < 10
+    assert not (tmp_path / "cache" / "teacher").exists()  # nothing trained
+
+
+def test_a_damaged_cfe_store_or_a_result_that_is_a_folder_is_one_line_before_the_teacher(tiny_cfg, capsys, tmp_path):
+    from cod_pipeline.jobs import result_path
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "cfe.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
+    line = fails_with(capsys, tiny_cfg("augment=cod"))
+    assert "cfe.sqlite is damaged" in line and not (cache / "teacher").exists()
+    (cache / "cfe.sqlite").unlink()
+    cfg = tiny_cfg("k=8")
+    result_path(cfg).mkdir(parents=True)
+    line = fails_with(capsys, cfg)
+    assert "is not a file" in line and not (cache / "teacher").exists()
+
+
+def test_a_misspelt_plus_key_is_refused_not_trained_at_the_defaults(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "run.py"), "model=tiny", "logger=none", "+method.alph=0"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "COD_ROOT": str(tmp_path)})
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and "did you mean method.alpha?" in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / ".cache" / "teacher").exists()
