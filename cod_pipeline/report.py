@@ -1101,6 +1101,9 @@ def main(argv=None) -> int:
                     help="confidence interval of the paired gains: Student t (default) or percentile bootstrap")
     ap.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples (with --ci bootstrap)")
     ap.add_argument("--no-paper", action="store_true", help="leave out the paper's rows (Tables 5/6)")
+    ap.add_argument("--wandb", nargs="?", const="cod-pipeline", default=None, metavar="PROJECT",
+                    help="also log the tables (as W&B tables) and every file written (as one artifact) to a "
+                         "W&B run of job_type=report; WANDB_MODE decides online/offline")
     args = ap.parse_args(argv)
     group_by = None if args.group_by is None else [k.strip() for k in args.group_by.split(",") if k.strip()]
 
@@ -1136,6 +1139,10 @@ def main(argv=None) -> int:
           f"gains: {agg.attrs['ci_label']}")
     for p in paths:
         print(f"wrote {p}")
+    if args.wandb:
+        from cod_pipeline.tracking import log_report
+
+        print(f"W&B: {log_report(args.wandb, paths, {'table': agg, 'cfe_quality': quality})}")
     return 0
 
 

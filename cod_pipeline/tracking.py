@@ -92,3 +92,26 @@ def report_reused(cfg: DictConfig, result: dict) -> None:
         return
     with job_loggers(cfg, reused=True) as loggers:
         log_final(loggers, cfg, result, reused=True)
+
+
+def log_report(project: str, files, tables: dict) -> str:
+    """The report of a sweep as a W&B run (job_type=report): its tables as W&B tables, numbers as
+    numbers, and every file it wrote (CSV, Markdown, LaTeX, plots) as one artifact."""
+    import os
+
+    import wandb
+
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", project), job_type="report",
+                     mode=os.environ.get("WANDB_MODE", "offline"), entity=os.environ.get("WANDB_ENTITY"))
+    try:
+        for name, df in tables.items():
+            if df is not None and not df.empty:
+                run.log({name: wandb.Table(dataframe=df.reset_index(drop=True))})
+        art = wandb.Artifact("report", type="report")
+        for f in files:
+            art.add_file(str(f))
+        run.log_artifact(art)
+        return run.dir
+    finally:
+        run.finish()
+

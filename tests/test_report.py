@@ -443,3 +443,27 @@ def test_cfe_quality_table_from_the_runs_cfe_sets(tmp_path):
     assert len(q) == 1 and q.iloc[0]["seeds"] == 2  # KD has no CFE set: no row
     assert q.iloc[0]["faithfulness"] == pytest.approx(0.6) and q.iloc[0]["validity"] == pytest.approx(0.9)
     assert q.iloc[0]["judge"] == "ngram-logreg" and "0.60" in (out / "cfe_quality.md").read_text()
+
+
+def test_report_logs_its_tables_and_files_to_wandb(paired, tmp_path, monkeypatch):
+    """``--wandb``: one run of job_type=report, its table as a W&B table with numeric columns, and
+    every file written as one artifact (offline here)."""
+    import json as _json
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wandb").mkdir()
+    root, _ = paired
+    out = tmp_path / "out"
+    assert report.main([str(root), "--out", str(out), "--wandb", "proj"]) == 0
+    runs = list((tmp_path / "wandb").rglob("offline-run-*"))
+    assert len(runs) == 1
+    tables = list(runs[0].rglob("media/table/table_*.table.json"))
+    assert tables
+    table = _json.loads(tables[0].read_text())
+    col = table["columns"].index("gain_mean")
+    assert any(isinstance(r[col], float) for r in table["data"])  # numbers logged as numbers
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()  # the run's log, with its artifact's manifest
+    for name in ("table.csv", "table.md", "table.tex", "gain_rotten_tomatoes.png"):
+        assert name.encode() in record, name
