@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -85,14 +86,15 @@ def main() -> None:
     import hydra
 
     from cod_pipeline.api import conf_dir
-    from cod_pipeline.validation import moved_override
+    from cod_pipeline.validation import moved_override, override_error
 
-    if moved := moved_override(sys.argv[1:]):  # one line, before Hydra's own multi-line error
-        print(f"error: {moved}", file=sys.stderr)
-        sys.exit(2)
     try:
         config_path = str(conf_dir())
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    # one line, before Hydra's own multi-line error (and its exit 1)
+    if wrong := moved_override(sys.argv[1:]) or override_error(sys.argv[1:], Path(config_path)):
+        print(f"error: {wrong}", file=sys.stderr)
         sys.exit(2)
     hydra.main(version_base="1.3", config_path=config_path, config_name="config")(run_job)()

@@ -275,6 +275,41 @@ def moved_override(overrides: list[str]) -> str | None:
     return None
 
 
+def override_error(argv: list[str], conf: Path) -> str | None:
+    """One line for the command-line mistakes Hydra reports in several (and exits 1 on): a
+    misspelt group or key (``metod=kd``) and a sweep without ``-m`` (``k=8,16``)."""
+    import difflib
+    import re
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    # another primary config or extra config folders bring names of their own: only the sweep check
+    own_names = not any(a in ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name")
+                        or a.startswith(("--config-dir=", "--config-name=", "--config-path=")) for a in argv)
+    top = OmegaConf.load(conf / "config.yaml")
+    known = {str(k) for k in top if k != "defaults"} | {p.name for p in conf.iterdir() if p.is_dir()} | {"hydra"}
+    skip_next = False
+    for arg in argv:
+        if skip_next:
+            skip_next = False
+            continue
+        if arg in ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name"):
+            skip_next = True
+            continue
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if key.startswith(("+", "~")):
+            continue
+        head = key.split(".", 1)[0].split("/", 1)[0]
+        if own_names and head not in known:
+            near = difflib.get_close_matches(head, sorted(known), n=1, cutoff=0.6)
+            return (f"{arg}: no config group or key {head!r}" + (f" (did you mean {near[0]}?)" if near else "")
+                    + "; python run.py --help lists them")
+        if not multirun and re.search(r",(?![^\[\]{}()]*[\]})])", value) and not value.startswith(("'", '"')):
+            return f"{arg} is a sweep over several values: add -m (python run.py -m {arg})"
+    return None
+
+
 def check_rules(cfg: DictConfig) -> None:
     for path, rule in RULES.items():
         try:

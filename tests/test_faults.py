@@ -512,3 +512,12 @@ def test_a_misspelt_plus_key_is_refused_not_trained_at_the_defaults(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2 and len(lines) == 1 and "did you mean method.alpha?" in lines[0], proc.stderr[-2000:]
     assert not (tmp_path / ".cache" / "teacher").exists()
+
+
+@pytest.mark.parametrize("arg,expected", [("metod=kd", "did you mean method?"), ("k=8,16", "add -m")])
+def test_hydra_parse_errors_are_one_line_with_the_fix(tmp_path, arg, expected):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "run.py"), arg], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "COD_ROOT": str(tmp_path)})
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]

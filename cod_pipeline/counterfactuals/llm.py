@@ -315,11 +315,21 @@ class OpenAIProposer:
         items = list(items)
         if not items:
             return []
+        from tqdm.auto import tqdm
+
         client = self._make_client()
         sem = asyncio.Semaphore(self.cfg.max_in_flight)
+        bar = tqdm(total=len(items), desc="cfe-llm requests", disable=len(items) < 8, mininterval=1.0, leave=False)
+
+        async def one(it):
+            p = await self._one(client, sem, it)
+            bar.update(1)
+            return p
+
         try:
-            out = list(await asyncio.gather(*(self._one(client, sem, it) for it in items)))
+            out = list(await asyncio.gather(*(one(it) for it in items)))
         finally:
+            bar.close()
             await client.close()
         # a batch whose every request failed after its retries: until a call succeeds again,
         # later batches (feedback attempts) try each request once instead of retrying again
