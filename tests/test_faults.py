@@ -255,7 +255,6 @@ def test_every_shipped_option_passes_the_rules():
                     cfg = compose(config_name="config", overrides=[f"{group}={f.stem}", f"k={4 * c}"])
                 check_rules(cfg)
                 check_budget(cfg)
-    assert "method.temperature" in RULES and "seed" in RULES  # one table
 
 
 def test_non_finite_student_loss_stops_and_caches_nothing(tiny_cfg, capsys, tmp_path):
