@@ -31,7 +31,7 @@ from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.data.splits import Splits
 from cod_pipeline.evaluation import metrics
 from cod_pipeline.models.backbone import Classifier, predict
-from cod_pipeline.models.hf_classifier import fingerprint, is_hf_classifier, load_hf_classifier
+from cod_pipeline.models.hf_classifier import fingerprint, is_hf_classifier, load_hf_classifier, resolve_checkpoint
 from cod_pipeline.models.lightning import TeacherModule, check_outputs
 from cod_pipeline.training import fit, global_rank, job_device, last_checkpoint
 
@@ -95,8 +95,8 @@ def ensure_teacher(cfg: DictConfig, splits: Splits) -> Teacher:
     """Load the cached teacher, or train it (selected on validation) and cache it."""
     cache, key = StageCache(cfg.paths.cache_dir), teacher_key(cfg)
     ckpt = cfg.model.get("teacher_checkpoint")
-    if ckpt and not Path(ckpt).is_dir():
-        raise ConfigError(f"model.teacher_checkpoint={ckpt}: no such folder")
+    if ckpt:
+        ckpt = resolve_checkpoint(str(ckpt))
     if ckpt and is_hf_classifier(ckpt):
         return _hf_teacher(cfg, splits, cache, key, ckpt)
     if ckpt:  # a user's fine-tuned teacher: check it is complete and its head fits, before any work

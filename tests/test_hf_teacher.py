@@ -66,5 +66,33 @@ def test_a_classifier_whose_classes_are_not_the_datasets_is_one_line(tiny_cfg, h
     cfg = tiny_cfg(f"model.teacher_checkpoint={other}")
     with pytest.raises(ConfigError, match=r"classes \['sports', 'politics'\] are not the dataset's"):
         ensure_teacher(cfg, load_splits(cfg.dataset))
-    with pytest.raises(ConfigError, match="no such folder"):
+    with pytest.raises(ConfigError, match="no such folder"):  # a path that is not there, nor a hub name
         ensure_teacher(tiny_cfg(f"model.teacher_checkpoint={tmp_path / 'nope'}"), load_splits(cfg.dataset))
+
+
+def test_a_hub_name_is_resolved_through_the_cache_offline(hf_folder, tmp_path):
+    """``model.teacher_checkpoint=org/name`` with HF_HUB_OFFLINE=1: the classifier is read from a
+    Hugging Face cache (laid out here in the hub's own structure) and a student is distilled from it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.test_hub_cache import _env, _repo
+
+    home = tmp_path / "hf"
+    _repo(home / "hub", "models", "cod-test/my-classifier",
+          {p.name: p.read_bytes() for p in hf_folder.iterdir() if p.is_file()})
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "model=tiny", "model.teacher_checkpoint=cod-test/my-classifier",
+                           "k=8", "compare=[]", "cfe=search", "logger=none", "trainer.enable_progress_bar=false"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=_env(home, HF_HUB_OFFLINE="1", COD_ROOT=str(tmp_path / "root")))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    result = json.loads(next((tmp_path / "root" / "logs").rglob("result.json")).read_text())
+    assert result["student"]["test"]["n"] > 0 and 0 <= result["teacher"]["test"]["accuracy"] <= 1
+    missing = subprocess.run([sys.executable, str(ROOT / "run.py"), "model=tiny", "model.teacher_checkpoint=cod-test/absent",
+                              "k=8", "compare=[]", "cfe=search", "logger=none"], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path, env=_env(home, HF_HUB_OFFLINE="1", COD_ROOT=str(tmp_path / "r2")))
+    errors = [ln for ln in missing.stderr.splitlines() if ln.startswith("error:")]
+    assert missing.returncode == 2 and len(errors) == 1 and "cod-test/absent" in errors[0], missing.stderr[-2000:]

@@ -18,6 +18,25 @@ from cod_pipeline import ConfigError
 from cod_pipeline.hf_student import pool
 
 
+def resolve_checkpoint(ckpt: str) -> str:
+    """A folder as given, or a hub name (``org/name``) through the Hugging Face cache: offline
+    (HF_HUB_OFFLINE=1) from the cache alone, else fetched into it; one line when neither works."""
+    import re
+
+    if Path(ckpt).is_dir():
+        return str(ckpt)
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(ckpt)) or Path(ckpt).exists():
+        raise ConfigError(f"model.teacher_checkpoint={ckpt}: no such folder (nor a hub name org/name)")
+    from cod_pipeline.data.sources import require_hub
+
+    where = require_hub(f"model.teacher_checkpoint={ckpt}", str(ckpt))  # one line when out of reach
+    if Path(where).is_dir():
+        return where
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(str(ckpt))
+
+
 def is_hf_classifier(path: str | Path) -> bool:
     """A ``save_pretrained`` folder (config.json) rather than one ``stage=teacher`` wrote (meta.json)."""
     p = Path(path)
