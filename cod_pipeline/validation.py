@@ -285,8 +285,9 @@ def override_error(argv: list[str], conf: Path) -> str | None:
     # another primary config or extra config folders bring names of their own: only the sweep check
     own_names = not any(a in ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name")
                         or a.startswith(("--config-dir=", "--config-name=", "--config-path=")) for a in argv)
-    top = OmegaConf.load(conf / "config.yaml")
-    known = {str(k) for k in top if k != "defaults"} | {p.name for p in conf.iterdir() if p.is_dir()} | {"hydra"}
+    known = {p.name for p in conf.iterdir() if p.is_dir()} | {"hydra"}
+    for f in [conf / "config.yaml", *sorted((conf / "experiment").glob("*.yaml"))]:  # experiments add keys (mechanism)
+        known |= {str(k) for k in OmegaConf.load(f) if k != "defaults"}
     skip_next = False
     for arg in argv:
         if skip_next:
