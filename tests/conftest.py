@@ -26,7 +26,7 @@ def make_cfg(tmp_path: Path, overrides: list[str] = ()):
 @pytest.fixture
 def tiny_cfg(tmp_path):
     def _make(*overrides):
-        # cfe=search: the fast offline generator; lm_search (the default) has its own tests
+        # cfe=search: the fast offline generator; lm_search and lm_reader (the default) have their own tests
         return make_cfg(tmp_path, ["model=tiny", "logger=none", "trainer.enable_progress_bar=false", "compare=[]", "cfe=search",
                                    *overrides])
 
