@@ -1105,6 +1105,9 @@ def main(argv=None) -> int:
                     help="also log the tables (as W&B tables) and every file written (as one artifact) to a "
                          "W&B run of job_type=report; WANDB_MODE decides online/offline")
     args = ap.parse_args(argv)
+    if args.n_boot < 1:
+        print(f"error: --n-boot {args.n_boot}: at least 1 resample", file=sys.stderr)
+        return 2
     group_by = None if args.group_by is None else [k.strip() for k in args.group_by.split(",") if k.strip()]
 
     files = _expand(args.paths)

@@ -171,6 +171,7 @@ def validate(cfg: DictConfig) -> None:
     check_price(cfg)
     check_template(cfg)
     check_pairs_fit_a_batch(cfg)
+    check_names(cfg)
     check_budget(cfg)
     check_data_files(cfg.get("dataset"))
 
@@ -212,6 +213,24 @@ def check_added_keys(cfg: DictConfig, overrides) -> None:
             where = f"{parent}." if parent else ""
             raise ConfigError(f"+{key}: {parent or 'the config'} has no key {leaf!r}, nothing would read it "
                               f"(did you mean {where}{near[0]}? without the +)")
+
+
+def check_names(cfg: DictConfig) -> None:
+    """Names that become folders stay inside the output root, and class names are distinct (each
+    is a column of predictions.csv and a row of the head)."""
+    for key in ("task_name", "dataset.name", "model.name", "method.name", "augment.name"):
+        v = _get(cfg, key)
+        if v is _MISSING or v is None:
+            continue
+        parts = str(v).replace("\\", "/").split("/")
+        if str(v).startswith(("/", "~")) or any(p in ("..", ".") for p in parts) or not str(v).strip():
+            raise ConfigError(f"{key}={v!r} names a folder of the run: a plain name, no '..' or absolute path")
+    names = _get(cfg, "dataset.label_names")
+    if names is not _MISSING and names is not None:
+        seen = [str(n) for n in names]
+        dup = sorted({n for n in seen if seen.count(n) > 1})
+        if dup:
+            raise ConfigError(f"dataset.label_names={seen}: {', '.join(map(repr, dup))} named twice")
 
 
 def check_template(cfg: DictConfig) -> None:

@@ -480,6 +480,9 @@ def test_a_field_past_the_csv_modules_limit_is_read_not_refused(tiny_cfg, data_d
     (["augment=cod", "model.student_training.batch_size=1"], "batch_size must be at least 2"),
     (["seed=4294967296"], "seed"),
     (["model.student_training.lr=3e38"], "model.student_training.lr"),
+    (["task_name=../../escape"], "task_name='../../escape' names a folder of the run"),
+    (["dataset.name=/abs"], "dataset.name='/abs' names a folder"),
+    (["dataset.label_names=[neg,neg]"], "'neg' named twice"),
 ])
 def test_inputs_that_used_to_fail_after_work_fail_up_front(tiny_cfg, capsys, tmp_path, overrides, expected):
     t0 = time.time()

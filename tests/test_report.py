@@ -467,3 +467,9 @@ def test_report_logs_its_tables_and_files_to_wandb(paired, tmp_path, monkeypatch
     record = next(runs[0].glob("run-*.wandb")).read_bytes()  # the run's log, with its artifact's manifest
     for name in ("table.csv", "table.md", "table.tex", "gain_rotten_tomatoes.png"):
         assert name.encode() in record, name
+
+
+def test_report_refuses_zero_resamples(paired, tmp_path, capsys):
+    root, _ = paired
+    assert report.main([str(root), "--out", str(tmp_path / "o"), "--ci", "bootstrap", "--n-boot", "0"]) == 2
+    assert "at least 1 resample" in capsys.readouterr().err and not (tmp_path / "o").exists()
