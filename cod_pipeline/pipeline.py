@@ -22,7 +22,7 @@ from cod_pipeline.data import KShotSampler, load_splits
 from cod_pipeline.jobs import RESULT_SCHEMA, base_result, run_hash, timed  # noqa: F401 (re-exported)
 from cod_pipeline.judge import measure_cfes
 from cod_pipeline.models.backbone import check_source
-from cod_pipeline.student import check_config, evaluate, heldout_metrics, train_student  # noqa: F401 (re-exported)
+from cod_pipeline.student import evaluate, heldout_metrics, train_student  # noqa: F401 (re-exported)
 from cod_pipeline.teacher import ensure_teacher
 from cod_pipeline.tracking import job_loggers, log_final
 from cod_pipeline.training import global_rank
@@ -70,7 +70,6 @@ def prepare(cfg: DictConfig):
         raise ConfigError(f"trainer={cfg.trainer.accelerator} but no CUDA device is visible (use trainer=cpu)")
     for spec in (cfg.model.teacher, cfg.model.student):
         check_source(spec.get("path"), spec.get("tiny"))
-    check_config(cfg)
     splits = load_splits(cfg.dataset)
     sampler = KShotSampler(splits.train["label"].to_numpy(), splits.num_classes, cfg.seed)
     check_budget(cfg, sampler)

@@ -20,25 +20,18 @@ class Student:
     """An exported student and its tokenizer; ``predict`` labels texts in length-sorted batches."""
 
     def __init__(self, model, tokenizer):
+        from cod_pipeline.models.hf_classifier import HFClassifier
+
         self.model, self.tokenizer = model.eval(), tokenizer
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        # the pipeline's own batched inference (length-sorted, input order restored) runs it
+        self._scorer = HFClassifier(model, tokenizer, list(range(len(self.labels))), model.config.max_seq_length)
 
     def predict_proba(self, texts, batch_size: int = 64, progress: bool = False):
-        import numpy as np
-        import torch
-        from tqdm.auto import tqdm
+        from cod_pipeline.models.backbone import predict
 
-        texts = [str(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        starts = range(0, len(order), batch_size)
-        with torch.no_grad():
-            for s in tqdm(starts, desc="predict", disable=not progress or len(starts) < 3, file=sys.stderr):
-                idx = order[s:s + batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.model.config.max_seq_length, return_tensors="pt")
-                out[idx] = self.model(**enc).logits.float().softmax(-1).numpy()
-        return out
+        logits, _ = predict(self._scorer, [str(t) for t in texts], batch_size, progress="predict" if progress else None)
+        return logits.float().softmax(-1).numpy()
 
     def predict(self, texts, batch_size: int = 64, progress: bool = False) -> list[dict]:
         """One ``{"label": name, "probs": {name: p}}`` per text."""

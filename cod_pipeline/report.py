@@ -960,16 +960,9 @@ def _draw_panel(ax, d: pd.DataFrame, colour: dict, styles: dict, offset: dict, s
     t = d["teacher"].iloc[0]
     if not pd.isna(t):
         ax.axhline(t, color="grey", linewidth=1, linestyle=(0, (2, 2)), label="teacher")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ks)
-    ax.set_xticklabels([str(k) for k in ks])
-    ax.minorticks_off()
-    if len(ks) == 1:
-        ax.set_xlim(ks[0] / 1.6, ks[0] * 1.6)
-    ax.set_xlabel("k (shots)")
+    _k_axis(ax, ks)
     ax.set_ylabel(f"{d['metric'].iloc[0]} (×100)")
     ax.set_title(str(d["dataset"].iloc[0]))
-    ax.grid(True, alpha=0.3)
 
 
 def _draw_gain(ax, d: pd.DataFrame, colour: dict, offset: dict) -> bool:
@@ -988,18 +981,22 @@ def _draw_gain(ax, d: pd.DataFrame, colour: dict, offset: dict) -> bool:
             ax.annotate(f"{int(w)}/{int(n)}", (xi, y), textcoords="offset points", xytext=(4, 4), fontsize=6,
                         color=colour[var])
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ks = sorted(d["k"].unique())
+    _k_axis(ax, sorted(int(k) for k in d["k"].unique()))
+    ax.set_ylabel(f"paired gain in {d['metric'].iloc[0]} (×100)")
+    ax.set_title(f"{d['dataset'].iloc[0]}: gain over the baseline, seeds won")
+    return True
+
+
+def _k_axis(ax, ks) -> None:
+    """Shots on a log2 axis, ticked at the ks that ran; one k gets some room either side."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks)
-    ax.set_xticklabels([str(int(k)) for k in ks])
+    ax.set_xticklabels([str(k) for k in ks])
     ax.minorticks_off()
     if len(ks) == 1:
         ax.set_xlim(ks[0] / 1.6, ks[0] * 1.6)
     ax.set_xlabel("k (shots)")
-    ax.set_ylabel(f"paired gain in {d['metric'].iloc[0]} (×100)")
-    ax.set_title(f"{d['dataset'].iloc[0]}: gain over the baseline, seeds won")
     ax.grid(True, alpha=0.3)
-    return True
 
 
 def plot(agg: pd.DataFrame, out_dir) -> list[Path]:

@@ -13,7 +13,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
-from cod_pipeline import ConfigError
 from cod_pipeline.data.datamodule import Collate, FewShotDataModule, plan_steps
 from cod_pipeline.evaluation import metrics, selection_score
 from cod_pipeline.jobs import timed
@@ -23,14 +22,6 @@ from cod_pipeline.models.lightning import StudentModule, check_outputs
 from cod_pipeline.training import fit, global_rank, job_device
 
 log = logging.getLogger(__name__)
-
-
-def check_config(cfg: DictConfig) -> None:
-    """What ``validation.RULES`` cannot say about the student, checked before any model loads."""
-    if cfg.model.student_training.get("head_init") == "label_names" and "{}" not in str(
-            cfg.dataset.get("label_template") or "{}"):
-        raise ConfigError(f"dataset.label_template must contain {{}} for the class name, got "
-                          f"{cfg.dataset.label_template!r}")
 
 
 def train_student(cfg: DictConfig, splits, teacher, rows: list[dict], loggers=None):

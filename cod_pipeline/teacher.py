@@ -145,18 +145,8 @@ def _hf_teacher(cfg: DictConfig, splits: Splits, cache: StageCache, key: dict, c
     if not (path / "DONE").exists():
         with file_lock(path.parent / f"{path.name}.lock", f"teacher {path.name}, being scored by another job"):
             if not (path / "DONE").exists():
-                bs = teacher_training(cfg).eval_batch_size
-                val, _ = predict(model, splits.validation["text"].tolist(), bs, progress="teacher: validation")
-                test, _ = predict(model, splits.test["text"].tolist(), bs, progress="teacher: test")
-                check_outputs(model, "teacher", val, test)
                 with cache.writing("teacher", key) as out:
-                    meta = {"name": model.name, "label_names": splits.label_names, "source": str(ckpt),
-                            "test": metrics(splits.test["label"].to_numpy(), test.argmax(-1).numpy(),
-                                            splits.num_classes),
-                            "validation": metrics(splits.validation["label"].to_numpy(), val.argmax(-1).numpy(),
-                                                  splits.num_classes)}
-                    torch.save({"val": torch.softmax(val, -1), "test": torch.softmax(test, -1)}, out / "probs.pt")
-                    write_json(out / "meta.json", meta)
+                    _score_and_save(cfg, splits, model, out, {"name": model.name, "source": str(ckpt)})
                 trained_now = True
     meta = json.loads((path / "meta.json").read_text())
     probs = torch.load(path / "probs.pt")
@@ -269,18 +259,22 @@ def _predict_and_save(cfg: DictConfig, splits: Splits, model: Classifier, info: 
     predictions on validation and test, weights and meta."""
     if (work / "logs").is_dir():
         shutil.copytree(work / "logs", out / "logs")  # logs/version_0/, as when the fit ran in ``out``
-    tc, device = teacher_training(cfg), job_device(cfg.trainer)
-    val_logits, _ = predict(model, splits.validation["text"].tolist(), tc.eval_batch_size, progress="teacher: validation",
-                            device=device)
-    test_logits, _ = predict(model, splits.test["text"].tolist(), tc.eval_batch_size, progress="teacher: test",
-                             device=device)
-    check_outputs(model, "teacher", val_logits, test_logits)
-    test_pred = test_logits.argmax(-1).numpy()
-    meta = {"name": cfg.model.teacher.name, "label_names": splits.label_names, "training": info,
-            "test": metrics(splits.test["label"].to_numpy(), test_pred, splits.num_classes),
-            "validation": metrics(splits.validation["label"].to_numpy(), val_logits.argmax(-1).numpy(),
-                                  splits.num_classes),
-            "config": OmegaConf.to_container(cfg.model.teacher, resolve=True)}
+    _score_and_save(cfg, splits, model, out, {"name": cfg.model.teacher.name, "training": info,
+                                              "config": OmegaConf.to_container(cfg.model.teacher, resolve=True)})
     torch.save(model.state_dict(), out / "model.pt")
+
+
+def _score_and_save(cfg: DictConfig, splits: Splits, model, out: Path, about: dict) -> None:
+    """The teacher's validation and test probabilities (``probs.pt``) and metrics (``meta.json``,
+    with ``about``), checked finite first: a trained teacher and a user's classifier alike."""
+    bs, device = teacher_training(cfg).eval_batch_size, job_device(cfg.trainer)
+    val_logits, _ = predict(model, splits.validation["text"].tolist(), bs, progress="teacher: validation",
+                            device=device)
+    test_logits, _ = predict(model, splits.test["text"].tolist(), bs, progress="teacher: test", device=device)
+    check_outputs(model, "teacher", val_logits, test_logits)
+    meta = {**about, "label_names": splits.label_names,
+            "test": metrics(splits.test["label"].to_numpy(), test_logits.argmax(-1).numpy(), splits.num_classes),
+            "validation": metrics(splits.validation["label"].to_numpy(), val_logits.argmax(-1).numpy(),
+                                  splits.num_classes)}
     torch.save({"val": torch.softmax(val_logits, -1), "test": torch.softmax(test_logits, -1)}, out / "probs.pt")
     write_json(out / "meta.json", meta)

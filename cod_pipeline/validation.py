@@ -234,10 +234,13 @@ def check_names(cfg: DictConfig) -> None:
 
 
 def check_template(cfg: DictConfig) -> None:
-    """``dataset.label_template`` is formatted with one class name: any other field fails here."""
+    """``dataset.label_template`` is formatted with one class name (the head starts from the class
+    descriptions it makes): it holds one ``{}`` and no other field."""
     template = _get(cfg, "dataset.label_template")
     if template is _MISSING or template is None:
         return
+    if _get(cfg, "model.student_training.head_init") == "label_names" and "{}" not in str(template or "{}"):
+        raise ConfigError(f"dataset.label_template must contain {{}} for the class name, got {template!r}")
     try:
         str(template).format("x")
     except (KeyError, IndexError, ValueError) as e:

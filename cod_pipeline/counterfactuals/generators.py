@@ -105,8 +105,9 @@ class SearchGenerator(Generator):
     """Teacher-guided minimal-edit search; every output already flips the teacher. With a
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
-    identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False, "lm.content_words": False, "lm.zero_shot": None,
-                         "lexicon_first": False, "search.deletions": "any", "search.screen_dtype": "float32", "search.within_gate": False,
+    identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False,
+                         "lm.content_words": False, "lm.zero_shot": None, "lexicon_first": False,
+                         "search.deletions": "any", "search.screen_dtype": "float32", "search.within_gate": False,
                          "search.fallback": True}
 
     def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None,

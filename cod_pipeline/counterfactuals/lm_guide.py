@@ -97,7 +97,8 @@ class LMGuide:
             core = j.tokens[i].core
             have = j.cands.setdefault(i, [])
             known = {e.label for e in have}
-            pool = 3 * max(self.proposals, self.insertions) * (3 if self.same_pos or self.content_words else 1)  # the POS filter thins it
+            filtered = self.same_pos or self.content_words  # the class filter thins the LM's list
+            pool = 3 * max(self.proposals, self.insertions) * (3 if filtered else 1)
             words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], pool,
                                               self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
             if self.content_words:  # a noun for a noun, a question word for a question word
