@@ -49,6 +49,7 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -73,7 +74,7 @@ AGG_COLUMNS = [
     "gain_mean", "gain_lo", "gain_hi", "gain_std", "wins", "ties", "n_pairs", "ci_method",
     "baseline_half", "gain_half", "gain_half_mean", "gain_half_lo", "gain_half_hi", "gain_half_std",
     "wins_half", "ties_half", "n_pairs_half",
-    "paper_mean", "paper_std", "paper_source",
+    "paper_mean", "paper_std", "paper_source", "majority",
 ]
 
 #: top-level config keys that never define a cell
@@ -244,6 +245,11 @@ def _parse(path: Path) -> dict | None:
         row[f"cfe_{key}"] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
     row["cfe_judge"] = cfe["judge"].get("family") if isinstance(cfe.get("judge"), dict) else None
     row["cfe_generator"] = cfe.get("generator")
+    row["cfe_samples"] = cfe.get("samples") if isinstance(cfe.get("samples"), list) else None
+    names = ((r.get("config") or {}).get("dataset") or {}).get("label_names")
+    row["label_names"] = list(names) if isinstance(names, list) else None
+    maj = s_test.get("majority")
+    row["majority"] = float(maj) if isinstance(maj, (int, float)) and not isinstance(maj, bool) else np.nan
     return row
 
 
@@ -267,6 +273,66 @@ def cfe_quality_table(runs: pd.DataFrame) -> pd.DataFrame:
     out = g[cols].mean().reset_index()
     out.insert(5, "seeds", g.size().to_numpy())
     return out.rename(columns={c: c[4:] for c in cols + ["cfe_generator", "cfe_judge"]})
+
+
+def cfe_examples(runs: pd.DataFrame, per_set: int = 5) -> pd.DataFrame:
+    """Up to ``per_set`` example CFEs per dataset and generator, from the runs' saved samples (lowest
+    seed and k first): original, CFE, the teacher's class on each, and the judge's on the CFE."""
+    cols = ["dataset", "generator", "original", "cfe", "teacher_original", "teacher_cfe", "judge"]
+    if "cfe_samples" not in runs:
+        return pd.DataFrame(columns=cols)
+    have = runs[runs["kept"] & runs["cfe_samples"].map(lambda x: isinstance(x, list) and len(x) > 0)]
+    rows, seen = [], {}
+    for _, r in have.sort_values(["dataset", "seed", "k"], kind="stable").iterrows():
+        names = r["label_names"] if isinstance(r["label_names"], list) else None
+        name = lambda p: (names[int(np.argmax(p))] if names else str(int(np.argmax(p))))  # noqa: E731
+        key = (r["dataset"], r["cfe_generator"])
+        for smp in r["cfe_samples"]:
+            done = seen.setdefault(key, set())
+            if len(done) >= per_set or smp.get("original") in done:
+                continue
+            done.add(smp.get("original"))
+            rows.append(dict(dataset=r["dataset"], generator=r["cfe_generator"], original=smp["original"],
+                             cfe=smp["cfe"], teacher_original=name(smp["orig_probs"]),
+                             teacher_cfe=name(smp["cfe_probs"]), judge=smp.get("judge_label")))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def render_cfe_latex(ex: pd.DataFrame, max_chars: int = 160) -> str:
+    """One LaTeX ``table`` of example CFEs per dataset (booktabs, edits in bold, deletions struck
+    with ``\\sout`` from ulem), the teacher's class change and the judge's class beside each."""
+    from cod_pipeline.counterfactuals.textclean import diff_markdown
+
+    if ex.empty:
+        return "% no CFE samples in these results\n"
+    cut = lambda t: t if len(t) <= max_chars else t[:max_chars - 1] + "…"  # noqa: E731
+
+    def marked(a: str, b: str) -> str:  # split on the diff's marks first: escaping would eat the ~~
+        parts = re.split(r"(\*\*.+?\*\*|~~.+?~~)", diff_markdown(cut(a), cut(b)))
+        return "".join(r"\textbf{" + _tex(p[2:-2]) + "}" if p.startswith("**") else
+                       r"\sout{" + _tex(p[2:-2]) + "}" if p.startswith("~~") else _tex(p) for p in parts if p)
+
+    out = [r"% requires \usepackage{booktabs} and \usepackage[normalem]{ulem}"]
+    for ds, g in ex.groupby("dataset", sort=False):
+        judged = g["judge"].notna().any()
+        head = r"Original & Counterfactual & Teacher" + (r" & Judge" if judged else "") + r" \\"
+        lines = [r"\begin{table}[t]", r"\centering", r"\small",
+                 r"\begin{tabular}{p{0.36\linewidth}p{0.36\linewidth}l" + ("l" if judged else "") + "}",
+                 r"\toprule", head, r"\midrule"]
+        for _, e in g.iterrows():
+            cells = [_tex(cut(e["original"])), marked(e["original"], e["cfe"]),
+                     _tex(f"{e['teacher_original']} → {e['teacher_cfe']}")]
+            if judged:
+                cells.append(_tex(e["judge"]) if isinstance(e["judge"], str) else "--")
+            lines.append(" & ".join(cells) + r" \\")
+        gens = ", ".join(str(x) for x in dict.fromkeys(g["generator"]))
+        lines += [r"\bottomrule", r"\end{tabular}",
+                  r"\caption{" + _tex(f"{ds}: example counterfactuals ({gens}); edits in bold, deletions struck; "
+                                       "teacher: its class on the original and on the CFE; judge: the independent "
+                                       "judge's class on the CFE.") + "}",
+                  r"\label{tab:cfe-" + "".join(c if c.isalnum() else "-" for c in str(ds)) + "}", r"\end{table}", ""]
+        out += lines
+    return "\n".join(out)
 
 
 def _fmt_alpha(a: float) -> str:
@@ -318,7 +384,7 @@ def collect(paths) -> pd.DataFrame:
     cols = ["path", "mtime", "stage", "dataset", "model", "run_hash", "primary_metric",
             "method", "augment", "alpha", "k", "seed"] + \
         [f"teacher_{m}" for m in METRICS] + [f"student_{m}" for m in METRICS] + ["config"] + \
-        [f"cfe_{c}" for c in CFE_COLUMNS] + ["cfe_judge", "cfe_generator"]
+        [f"cfe_{c}" for c in CFE_COLUMNS] + ["cfe_judge", "cfe_generator", "cfe_samples", "label_names", "majority"]
     df = pd.DataFrame(rows, columns=cols)
     df["alpha"] = df["alpha"].astype(float)
     return _label_variants(df)
@@ -569,6 +635,31 @@ def _teacher_scores(df: pd.DataFrame, metric: str) -> dict:
     return teach
 
 
+def majority_score(share: float, num_classes: int | None, metric: str) -> float:
+    """What always answering the most frequent test class scores (x100): the floor a student must
+    clear. Its macro-F1 is the majority class's F1, 2p/(1+p), over the classes; its MCC is 0."""
+    if pd.isna(share):
+        return np.nan
+    if metric == "accuracy":
+        return 100.0 * share
+    if metric == "mcc":
+        return 0.0
+    if metric == "macro_f1" and num_classes:
+        return 100.0 * (2 * share / (1 + share)) / num_classes
+    return np.nan
+
+
+def _majority_scores(kept: pd.DataFrame) -> dict:
+    """Per dataset and metric: the majority-class score over its kept runs' test sets (x100)."""
+    out = {}
+    for (ds, metric), g in kept.groupby(["dataset", "metric"], sort=False):
+        shares = g["majority"].dropna() if "majority" in g else []
+        names = next((n for n in g.get("label_names", []) if isinstance(n, list)), None)
+        if len(shares):
+            out[(ds, metric)] = majority_score(float(shares.mean()), len(names) if names else None, metric)
+    return out
+
+
 def _variant_infos(kept: pd.DataFrame) -> list[dict]:
     """One dict per variant (from its first kept run), in table order."""
     vinfo = [dict(variant=r["variant"], method=r["method"], augment=r["augment"], alpha_key=r["alpha_key"],
@@ -638,7 +729,7 @@ class _Cells:
 
 
 def _agg_row(ds, v: dict, k, cells: _Cells, *, teacher, ds_metric: str, base, half, compared: bool,
-             paper_ref, ci: str, split_keys: list[str]) -> dict:
+             paper_ref, ci: str, split_keys: list[str], majority: float = np.nan) -> dict:
     """One row of the long table: a (dataset, variant, k) cell with its gains and paper figure."""
     var = v["variant"]
     c = cells.cell((ds, var, k))
@@ -658,7 +749,7 @@ def _agg_row(ds, v: dict, k, cells: _Cells, *, teacher, ds_metric: str, base, ha
         baseline_half=half, gain_half=g2["gain"], gain_half_mean=g2["mean"],
         gain_half_lo=g2["lo"], gain_half_hi=g2["hi"], gain_half_std=g2["std"],
         wins_half=g2["wins"], ties_half=g2["ties"], n_pairs_half=g2["n"],
-        paper_mean=pm, paper_std=ps, paper_source=psrc if pvals else None,
+        paper_mean=pm, paper_std=ps, paper_source=psrc if pvals else None, majority=majority,
         **{f"config.{key}": v["raw"].get(key) for key in split_keys})
 
 
@@ -681,6 +772,7 @@ def build(df: pd.DataFrame, metric: str = "auto", *, group_by: Sequence[str] | N
     base_of = {v["variant"]: _find_baseline(v, vinfo, "none") for v in compared}
     half_of = {v["variant"]: _find_baseline(v, vinfo, "half") for v in compared}
     cells = _Cells(kept, ci, level, n_boot)
+    majority = _majority_scores(kept)
 
     rows = []
     for ds in datasets:
@@ -692,7 +784,8 @@ def build(df: pd.DataFrame, metric: str = "auto", *, group_by: Sequence[str] | N
                          if paper else (None, None))
             rows += [_agg_row(ds, v, k, cells, teacher=teacher, ds_metric=ds_metric, base=base_of.get(var),
                               half=half_of.get(var), compared=var in base_of, paper_ref=paper_ref, ci=ci,
-                              split_keys=split_keys) for k in ks]
+                              split_keys=split_keys, majority=majority.get((ds, ds_metric), np.nan))
+                     for k in ks]
     agg = pd.DataFrame(rows, columns=AGG_COLUMNS + [f"config.{key}" for key in split_keys])
     agg.attrs.update(duplicates_dropped=runs.attrs.get("duplicates_dropped", 0), ks=ks, metric=metric, ci=ci,
                      ci_label=ci_label(ci, level, n_boot), level=level, n_boot=n_boot,
@@ -891,7 +984,7 @@ _TEX_MAP = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "α": r"$\alpha$", "Δ": r"$\Delta$", MINUS: r"$-$", MISSING: "--", "–": "--",
-    "×": r"$\times$", "…": r"\ldots{}", '"': "''",
+    "×": r"$\times$", "…": r"\ldots{}", '"': "''", "→": r"$\rightarrow$",
 }
 
 
@@ -960,6 +1053,9 @@ def _draw_panel(ax, d: pd.DataFrame, colour: dict, styles: dict, offset: dict, s
     t = d["teacher"].iloc[0]
     if not pd.isna(t):
         ax.axhline(t, color="grey", linewidth=1, linestyle=(0, (2, 2)), label="teacher")
+    maj = d["majority"].dropna() if "majority" in d else []
+    if len(maj):
+        ax.axhline(float(maj.iloc[0]), color="black", linewidth=0.8, linestyle=":", label="majority class")
     _k_axis(ax, ks)
     ax.set_ylabel(f"{d['metric'].iloc[0]} (×100)")
     ax.set_title(str(d["dataset"].iloc[0]))
@@ -1004,7 +1100,8 @@ def plot(agg: pd.DataFrame, out_dir) -> list[Path]:
     ``plot_all.png`` + ``.pdf``: score vs k (log2 x, only the ks that ran), one
     colour per variant, solid = CoD, dashed = no augmentation, other styles for
     other augments; error bars = std over seeds, offset along x per variant so
-    they do not overlap; × = the paper's accuracy; grey line = teacher. Beside each,
+    they do not overlap; × = the paper's accuracy; grey line = teacher; dotted black line =
+    always answering the most frequent test class. Beside each,
     ``gain_<dataset>.png`` + ``.pdf``: the paired gain over the baseline with its CI
     and the seeds won, the figure a claim rests on."""
     import matplotlib
@@ -1131,6 +1228,10 @@ def main(argv=None) -> int:
         quality.to_csv(paths[-2], index=False, float_format="%.4f")
         paths[-1].write_text("# CFE quality (mean over seeds; faithfulness: the judge gives the CFE's class)\n\n"
                              + _markdown_frame(quality) + "\n", encoding="utf-8")
+    examples = cfe_examples(runs)
+    if not examples.empty:
+        paths.append(out / "cfe_examples.tex")
+        paths[-1].write_text(render_cfe_latex(examples), encoding="utf-8")
     paths += plot(agg, out)
 
     print(md)

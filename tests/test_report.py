@@ -473,3 +473,55 @@ def test_report_refuses_zero_resamples(paired, tmp_path, capsys):
     root, _ = paired
     assert report.main([str(root), "--out", str(tmp_path / "o"), "--ci", "bootstrap", "--n-boot", "0"]) == 2
     assert "at least 1 resample" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_majority_class_score_per_metric():
+    assert report.majority_score(0.6, 2, "accuracy") == pytest.approx(60.0)
+    assert report.majority_score(0.6, 2, "mcc") == 0.0
+    # always answering the majority class: its F1 is 2p/(1+p), the other class's 0
+    assert report.majority_score(0.6, 2, "macro_f1") == pytest.approx(100 * 0.75 / 2)
+    assert math.isnan(report.majority_score(0.6, 2, "agreement"))
+
+
+def test_majority_line_from_the_runs_test_sets(tmp_path):
+    root = tmp_path / "multirun"
+    for s in range(2):
+        for aug, acc in (("none", 0.7), ("cod", 0.75)):
+            p = write_result(root, f"{aug}_{s}", augment=aug, seed=s, acc=acc)
+            r = json.loads(p.read_text())
+            r["student"]["test"]["majority"] = 0.58
+            p.write_text(json.dumps(r))
+    agg = report.aggregate(report.collect(root))
+    assert list(agg["majority"]) == [pytest.approx(58.0)] * len(agg)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    report._draw_panel(ax, agg, {v: "C0" for v in agg["variant"]}, {"none": "--", "cod": "-"},
+                       {v: 1.0 for v in agg["variant"]}, False)
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["majority class"].get_ydata()) == [pytest.approx(58.0)] * 2
+    plt.close(fig)
+
+
+def test_latex_table_of_example_cfes(tmp_path):
+    root = tmp_path / "multirun"
+    samples = [{"original": "a dull & lifeless film", "cfe": "a vivid & lifeless film", "orig_probs": [0.9, 0.1],
+                "cfe_probs": [0.2, 0.8], "judge_label": "positive"},
+               {"original": "it works", "cfe": "it does not work", "orig_probs": [0.1, 0.9],
+                "cfe_probs": [0.7, 0.3], "judge_label": "positive"}]
+    for s in range(2):  # the same CFE set read by two seeds: each example once
+        p = write_result(root, f"cod_{s}", augment="cod", seed=s)
+        r = json.loads(p.read_text())
+        r["cfe"] = {"generator": "lm_reader", "validity": 1.0, "samples": samples}
+        r["config"] = {"dataset": {"label_names": ["negative", "positive"]}}
+        p.write_text(json.dumps(r))
+    out = tmp_path / "out"
+    assert report.main([str(root), "--out", str(out), "--no-paper"]) == 0
+    tex = (out / "cfe_examples.tex").read_text()
+    assert tex.count(r"\begin{table}") == 1 and tex.count("lifeless") == 2  # original and CFE, escaped once each
+    assert r"a \sout{dull} \textbf{vivid} \& lifeless film" in tex
+    assert r"negative $\rightarrow$ positive" in tex and r"positive $\rightarrow$ negative" in tex
+    assert r"does not work" in tex.replace(r"\textbf{", "").replace("}", "")
+    assert tex.count(r" \\") == 3  # header + one row per distinct example
