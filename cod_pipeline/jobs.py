@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash, read_json, source_fingerprint, without_local_paths, write_json
 from cod_pipeline.losses import active_terms, legacy_terms
+from cod_pipeline.validation import augment_option
 
 log = logging.getLogger(__name__)
 RESULT_SCHEMA = 2  # part of run_hash: bump when a code change alters results for the same config
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 Stages = dict[str, Callable[[DictConfig], dict]]
 
 
@@ -123,22 +123,6 @@ def with_augment(cfg: DictConfig, augment: str, out_dir: Path) -> DictConfig:
         sub.compare = []
         sub.paths.output_dir = str(out_dir)
     return sub
-
-
-def augment_option(name: str) -> DictConfig:
-    """An augment option as Hydra composes it: the running app's search path (``--config-dir``,
-    plugins) and the option's own defaults list; outside an app, this package's ``conf/``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import MissingConfigException
-
-    try:
-        if GlobalHydra.instance().is_initialized():
-            return compose(overrides=[f"+augment={name}"]).augment
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
-            return compose(overrides=[f"+augment={name}"]).augment
-    except MissingConfigException:
-        raise ConfigError(f"compare: no augment option {name!r} (see conf/augment/)") from None
 
 
 def run_hash(cfg: DictConfig) -> str:

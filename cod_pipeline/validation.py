@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 STAGES = ("teacher", "cfe", "student", "moons", "fisher", "proximity")
 CFE_AUGMENTS = ("cod", "cod_full", "cod_unvalidated")  # augments that ask the cfe generator (random_edit does not)
 
@@ -351,7 +353,20 @@ def num_classes(cfg: DictConfig) -> int | None:
     return len(names) if names else None
 
 
-AUGMENT_DIR = Path(__file__).resolve().parents[1] / "conf" / "augment"
+def augment_option(name: str) -> DictConfig:
+    """An augment option as Hydra composes it: the running app's search path (``--config-dir``,
+    plugins) and the option's own defaults list; outside an app, this package's ``conf/``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
+
+    try:
+        if GlobalHydra.instance().is_initialized():
+            return compose(overrides=[f"+augment={name}"]).augment
+        with initialize_config_dir(str(CONF_DIR), version_base=None):
+            return compose(overrides=[f"+augment={name}"]).augment
+    except MissingConfigException:
+        raise ConfigError(f"compare: no augment option {name!r} (see conf/augment/)") from None
 
 
 def _arms(cfg: DictConfig) -> list[tuple[str, float]]:
@@ -361,13 +376,12 @@ def _arms(cfg: DictConfig) -> list[tuple[str, float]]:
     if cfg.stage in ("cfe", "proximity"):
         return [(f"stage={cfg.stage}", 0.5)]
     arms = [(f"augment={cfg.augment.name}", share(cfg.augment))]
-    for name in cfg.get("compare") or []:
-        if name == cfg.augment.get("name"):
-            continue
-        path = AUGMENT_DIR / f"{name}.yaml"
-        if not path.exists():
-            raise ConfigError(f"compare: no augment option {name!r} (see conf/augment/)")
-        arms.append((f"augment={name} (compare)", share(OmegaConf.load(path))))
+    compare = cfg.get("compare") or []
+    if isinstance(compare, str):  # compare=half: a string, which would be read letter by letter
+        raise ConfigError(f"compare={compare}: compare is a list of augment options; write compare=[{compare}]")
+    for name in compare:
+        if name != cfg.augment.get("name"):  # composed as the job's arm will be: --config-dir options too
+            arms.append((f"augment={name} (compare)", share(augment_option(name))))
     return arms
 
 

@@ -316,6 +316,8 @@ def data_dir(tmp_path):
 
     pd.DataFrame({"sentence": [f"s {i}" for i in range(20)], "label": [[i % 2] for i in range(20)]}).to_parquet(
         d / "list_label.parquet")
+    (d / "twice.tsv").write_text(good.read_text() + good.read_text())  # two files concatenated, headers and all
+    (d / "test3.tsv").write_text("sentence\tlabel\n" + "".join(f"film {i}\t{i % 3}\n" for i in range(30)))
     long = "word " * 30_000  # 150,000 characters: past the csv module's default field limit
     (d / "long.tsv").write_text("sentence\tlabel\n" + "".join(f"{long if i == 0 else 'film'} {i}\t{i % 2}\n"
                                                                for i in range(200)))
@@ -338,9 +340,12 @@ def data_dir(tmp_path):
     ("dup.csv", [], "names column(s) 'label' twice"),
     ("text.parquet", [], "text.parquet: cannot be read as parquet"),
     ("list_label.parquet", [], "of column 'label' is a"),
+    ("twice.tsv", [], "twice.tsv: data row 201 repeats the header ('sentence', 'label')"),
+    ("good.tsv", ["dataset.source.test_path=TEST3"], "test3.tsv: label(s) 2 never occur in"),
 ])
 def test_data_errors_are_one_line(tiny_cfg, capsys, data_dir, path, extra, expected):
     """Each bad file ends in one error line naming it (and the line, where known), before any model."""
+    extra = [x.replace("TEST3", str(data_dir / "test3.tsv")) for x in extra]
     cfg = tiny_cfg("dataset=local", f"dataset.source.path={data_dir / path}", *extra)
     t0 = time.time()
     line = fails_with(capsys, cfg)
@@ -523,3 +528,13 @@ def test_hydra_parse_errors_are_one_line_with_the_fix(tmp_path, arg, expected):
                           cwd=tmp_path, env={**os.environ, "COD_ROOT": str(tmp_path)})
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+
+
+def test_compare_given_as_a_string_is_one_line_naming_the_list_syntax(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "run.py"), "model=tiny", "logger=none", "compare=half"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "COD_ROOT": str(tmp_path)})
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and "write compare=[half]" in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / ".cache" / "teacher").exists()

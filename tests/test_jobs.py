@@ -29,3 +29,17 @@ def test_compare_arm_outside_an_app_reads_the_package_conf(tmp_path):
     assert sub.augment.name == "half" and sub.augment.fraction == 0.5
     with pytest.raises(ConfigError, match="^compare: no augment option 'nope' \\(see conf/augment/\\)$"):
         with_augment(make_cfg(tmp_path), "nope", tmp_path / "arm")
+
+
+def test_validate_reads_a_compare_arm_from_the_apps_config_dir(tmp_path):
+    from cod_pipeline.validation import validate
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "augment" / "mine.yaml").write_text("defaults:\n  - half\n  - _self_\nname: mine\nfraction: 0.1\n")
+    cfg = make_cfg(tmp_path, ["compare=[mine]", "k=8"])
+    with pytest.raises(ConfigError, match="no augment option 'mine'"):
+        validate(cfg)  # outside the app: the package's conf/, which has no such option
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        with pytest.raises(ConfigError, match=r"augment=mine \(compare\)"):
+            validate(cfg)  # composed from the user's conf: its 10% of k=8 leaves no original per class

@@ -109,13 +109,23 @@ def local(path: str, text_column: str = "sentence", label_column: str = "label",
                 row = int(nested.to_numpy().argmax())
                 raise ConfigError(f"{p}: row {row + 1} of column '{col}' is a {type(df[col].iloc[row]).__name__}, "
                                   f"not a {'text' if col == text_column else 'label'}")
+        if header:
+            again = (df[text_column].astype(str) == str(text_column)) & (df[label_column].astype(str) == str(label_column))
+            if again.any():  # a concatenated file: its second header would be trained on as a text
+                raise ConfigError(f"{p}: data row {int(again.to_numpy().argmax()) + 1} repeats the header "
+                                  f"('{text_column}', '{label_column}')")
         out = pd.DataFrame({"text": df[text_column].astype(str), "label": df[label_column]})
         out["split"] = split
+        if label_map:
+            out["label"] = out["label"].map(lambda v: label_map.get(v, label_map.get(str(v), v)))
         frames.append(out)
-    df = pd.concat(frames, ignore_index=True)
-    if label_map:
-        df["label"] = df["label"].map(lambda v: label_map.get(v, label_map.get(str(v), v)))
-    return df
+    if len(frames) == 2:
+        known = set(frames[0]["label"].astype(str))
+        extra = sorted(set(frames[1]["label"].astype(str)) - known)
+        if extra:
+            raise ConfigError(f"{test_path}: label(s) {', '.join(extra)} never occur in {path} "
+                              f"(its labels: {', '.join(sorted(known))})")
+    return pd.concat(frames, ignore_index=True)
 
 
 def _bad_json_line(p: Path) -> int | None:
