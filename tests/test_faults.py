@@ -511,14 +511,19 @@ def test_a_damaged_cfe_store_or_a_result_that_is_a_folder_is_one_line_before_the
     assert "is not a file" in line and not (cache / "teacher").exists()
 
 
-def test_a_misspelt_plus_key_is_refused_not_trained_at_the_defaults(tmp_path):
+def _cli_error(tmp_path, *args) -> str:
+    """``run.py ARGS`` in a fresh root: exit 2 with exactly one error line, and nothing trained."""
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "run.py"), "model=tiny", "logger=none", "+method.alph=0"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "COD_ROOT": str(tmp_path)})
+    proc = subprocess.run([sys.executable, str(root / "run.py"), *args], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "COD_ROOT": str(tmp_path)})
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert proc.returncode == 2 and len(lines) == 1 and "did you mean method.alpha?" in lines[0], proc.stderr[-2000:]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert not (tmp_path / ".cache" / "teacher").exists()
+    return lines[0]
+
+
+def test_a_misspelt_plus_key_is_refused_not_trained_at_the_defaults(tmp_path):
+    assert "did you mean method.alpha?" in _cli_error(tmp_path, "model=tiny", "logger=none", "+method.alph=0")
 
 
 @pytest.mark.parametrize("arg,expected", [("metod=kd", "did you mean method?"), ("k=8,16", "add -m")])
@@ -531,10 +536,4 @@ def test_hydra_parse_errors_are_one_line_with_the_fix(tmp_path, arg, expected):
 
 
 def test_compare_given_as_a_string_is_one_line_naming_the_list_syntax(tmp_path):
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(root / "run.py"), "model=tiny", "logger=none", "compare=half"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "COD_ROOT": str(tmp_path)})
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-    assert proc.returncode == 2 and len(lines) == 1 and "write compare=[half]" in lines[0], proc.stderr[-2000:]
-    assert not (tmp_path / ".cache" / "teacher").exists()
+    assert "write compare=[half]" in _cli_error(tmp_path, "model=tiny", "logger=none", "compare=half")
