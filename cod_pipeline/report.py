@@ -134,6 +134,10 @@ def _metrics_dict(d) -> dict:
     return out
 
 
+def _finite(d: dict) -> dict:
+    return {m: v for m, v in d.items() if math.isfinite(v)}
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -196,7 +200,8 @@ def _parse(path: Path) -> dict | None:
     if not isinstance(dataset, str) or not dataset:
         _warn(f"skipping {path}: missing field 'dataset'")
         return None
-    teacher = _metrics_dict((r.get("teacher") or {}).get("test") if isinstance(r.get("teacher"), dict) else None)
+    teacher = _finite(_metrics_dict((r.get("teacher") or {}).get("test") if isinstance(r.get("teacher"), dict)
+                                    else None))
     row = {
         "path": str(path),
         "mtime": path.stat().st_mtime,
@@ -232,9 +237,15 @@ def _parse(path: Path) -> dict | None:
     except (TypeError, ValueError) as e:
         _warn(f"skipping {path}: bad k/seed/alpha ({e})")
         return None
+    if k < 1:
+        _warn(f"skipping {path}: k={k} (a run trains on at least one example)")
+        return None
     s = _metrics_dict(s_test)
     if not s:
         _warn(f"skipping {path}: student.test has no known metric")
+        return None
+    if bad := [m for m, v in s.items() if not math.isfinite(v)]:
+        _warn(f"skipping {path}: student.test {', '.join(f'{m}={s[m]}' for m in bad)} is not a finite number")
         return None
     row.update(method=str(r["method"]), augment=str(r["augment"]), alpha=alpha, k=k, seed=seed)
     for m in METRICS:
@@ -1214,7 +1225,13 @@ def main(argv=None) -> int:
         return 2
     agg, runs = build(df, args.metric, group_by=group_by, ci=args.ci, n_boot=args.n_boot, paper=not args.no_paper)
     out = Path(args.out) if args.out else _default_out(args.paths[0])
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as e:
+        print(f"error: cannot write the report to {out} ({e.strerror}): pass --out DIR", file=sys.stderr)
+        return 2
 
     md = render_markdown(agg)
     paths = [out / "table.csv", out / "runs.csv", out / "table.md", out / "table.tex"]

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -525,3 +526,35 @@ def test_latex_table_of_example_cfes(tmp_path):
     assert r"negative $\rightarrow$ positive" in tex and r"positive $\rightarrow$ negative" in tex
     assert r"does not work" in tex.replace(r"\textbf{", "").replace("}", "")
     assert tex.count(r" \\") == 3  # header + one row per distinct example
+
+
+def test_non_finite_scores_and_k_below_one_are_skipped_with_a_warning(sweep, capsys):
+    bad = write_result(sweep, "inf_run", augment="cod", k=16, seed=7, acc=0.7)
+    r = json.loads(bad.read_text())
+    r["student"]["test"]["accuracy"] = float("inf")
+    r["teacher"] = {"test": {"accuracy": float("nan")}}
+    bad.write_text(json.dumps(r))  # json writes Infinity / NaN, and reads them back
+    write_result(sweep, "k0_run", k=0, seed=8)
+    df = report.collect(sweep)
+    err = capsys.readouterr().err
+    assert "inf_run/result.json: student.test accuracy=inf is not a finite number" in err
+    assert "k0_run/result.json: k=0" in err
+    assert len(df) == 7 and df["k"].min() >= 8
+    md = report.render_markdown(report.aggregate(df))
+    assert "inf" not in md and "nan" not in md.lower()
+
+
+def test_a_read_only_results_folder_is_one_line_unless_out_is_given(sweep, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(sweep), str(ro)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        assert report.main([str(ro)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: cannot write the report to {ro / 'report'}")
+        assert "--out" in err[0]
+        assert report.main([str(ro), "--out", str(tmp_path / "out")]) == 0
+        assert (tmp_path / "out" / "table.md").exists()
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
