@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from cod_pipeline.counterfactuals.store import CFEStore
+from cod_pipeline import ConfigError
+from cod_pipeline.counterfactuals.store import CFEStore, damage
 
 
 def store_path(cache: str | Path) -> Path:
@@ -23,16 +25,24 @@ def store_path(cache: str | Path) -> Path:
     return p if p.is_file() or p.suffix == ".sqlite" else p / "cfe.sqlite"
 
 
-def open_store(cache: str | Path) -> CFEStore:
+def open_store(cache: str | Path, read_only: bool = False) -> CFEStore:
+    """The store at ``cache``, checked first: a missing, empty or damaged file is one line (a
+    ConfigError), never a new database made in its place."""
     path = store_path(cache)
     if not path.is_file():
-        raise SystemExit(f"error: no CFE store at {path} (--cache is the cache folder or its cfe.sqlite)")
-    return CFEStore(path)
+        raise ConfigError(f"no CFE store at {path} (--cache is the cache folder or its cfe.sqlite)")
+    if not path.stat().st_size:
+        raise ConfigError(f"{path} is empty (0 bytes): not a CFE store")
+    if verdict := damage(path):
+        raise ConfigError(f"{path} is damaged ({verdict}); sqlite3 .recover may save its records")
+    if not read_only and not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
+        raise ConfigError(f"{path} is read-only: purge-failed deletes records, so copy the store somewhere writable")
+    return CFEStore(path, read_only=read_only)
 
 
 def export(cache: str | Path, out: str | Path | None = None, dataset: str | None = None) -> int:
     filters = {"dataset": dataset} if dataset else {}
-    with open_store(cache) as store:
+    with open_store(cache, read_only=True) as store:
         rows = store.export_rows(**filters)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if out is None or str(out) == "-":
@@ -60,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", required=True, help="cache folder (with cfe.sqlite) or the .sqlite file")
     p.add_argument("--dataset", help="only this dataset")
     args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.cmd == "export":
         n = export(args.cache, args.out, args.dataset)
         if args.out and args.out != "-":

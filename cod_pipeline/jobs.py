@@ -173,14 +173,9 @@ def check_stores(cfg: DictConfig, subs) -> None:
             raise ConfigError(f"{done} is not a file (a cached result is one JSON file): remove it")
     store = Path(cfg.paths.cache_dir) / "cfe.sqlite"
     if store.is_file() and store.stat().st_size:
-        import sqlite3
+        from cod_pipeline.counterfactuals.store import damage
 
-        try:
-            with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as con:
-                verdict = con.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as e:
-            verdict = str(e)
-        if verdict != "ok":
+        if verdict := damage(store):
             raise ConfigError(f"{store} is damaged ({verdict}); move it aside (its valid CFEs can be recovered "
                               f"with sqlite3 .recover) or delete it to regenerate")
 

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from cod_pipeline.cfe import main
 from cod_pipeline.counterfactuals.store import CFEKey, CFEStore
 from tests.conftest import ROOT
@@ -83,4 +85,46 @@ def test_purge_failed_deletes_failed_records_so_they_are_generated_again(tmp_pat
 def test_missing_store_is_one_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "cod_pipeline.cfe", "export", "--cache", str(tmp_path / "none")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert p.returncode != 0 and "error: no CFE store at" in p.stderr
+    assert p.returncode == 2 and p.stderr.startswith("error: no CFE store at") and len(p.stderr.splitlines()) == 1
+
+
+def _one_error(capsys, *argv) -> str:
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_an_empty_or_damaged_store_is_one_line_and_stays_as_it_was(tmp_path, capsys):
+    empty = tmp_path / "empty" / "cfe.sqlite"
+    empty.parent.mkdir()
+    empty.touch()
+    for cmd in ("export", "purge-failed"):
+        assert "is empty (0 bytes): not a CFE store" in _one_error(capsys, cmd, "--cache", str(empty))
+    assert empty.stat().st_size == 0  # no database made in its place
+    cache = tmp_path / "cache"
+    fill(cache)
+    db = cache / "cfe.sqlite"
+    with CFEStore(db) as store:
+        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damaged = bytearray(db.read_bytes())
+    damaged[100:4096] = b"\xff" * (4096 - 100)  # the first page past the header: the schema
+    db.write_bytes(bytes(damaged))
+    before = db.read_bytes()
+    assert "cfe.sqlite is damaged (" in _one_error(capsys, "export", "--cache", str(cache))
+    assert db.read_bytes() == before
+
+
+def test_a_read_only_store_exports_and_refuses_purge_in_one_line(tmp_path, capsys):
+    cache, ro = tmp_path / "cache", tmp_path / "ro"
+    fill(cache)
+    ro.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(cache), str(ro)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs root")
+    try:
+        out = tmp_path / "cfes.jsonl"
+        assert main(["export", "--cache", str(ro), "--out", str(out)]) == 0
+        assert len(read_jsonl(out)) == 9 and "9 CFE records written" in capsys.readouterr().err
+        assert "is read-only: purge-failed deletes records" in _one_error(capsys, "purge-failed", "--cache", str(ro))
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

@@ -46,7 +46,7 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -131,17 +131,44 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
+def read_only_uri(path: str | Path) -> str:
+    """An SQLite URI that reads ``path`` and writes nothing. On a read-only folder a WAL database
+    cannot make its ``-shm`` file, so it is opened ``immutable``: right only while no ``-wal``
+    file holds writes not yet checkpointed (a closed store leaves none), so that case fails."""
+    path = Path(path)
+    if os.access(path.parent, os.W_OK):
+        return f"file:{path}?mode=ro"
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size:
+        raise sqlite3.OperationalError(f"{wal} holds writes not yet in the store, and its folder is read-only")
+    return f"file:{path}?immutable=1"
+
+
+def damage(path: str | Path) -> str | None:
+    """What SQLite's quick check finds wrong with an existing store (None: it reads), read-only."""
+    try:
+        with closing(sqlite3.connect(read_only_uri(path), uri=True)) as con:
+            verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        verdict = str(e)
+    return None if verdict == "ok" else str(verdict)
+
+
 class CFEStore:
     """SQLite-backed append-only CFE cache. Safe across threads (one lock) and processes (SQLite
     locks; on a shared filesystem a lock file, see the module docstring)."""
 
-    def __init__(self, path: str | Path, shared_fs: bool | str | None = None) -> None:
+    def __init__(self, path: str | Path, shared_fs: bool | str | None = None, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self.shared_fs = resolve_shared_fs(self.path, shared_fs)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._conn: sqlite3.Connection | None = None
+        if read_only:  # an existing store, only read (an export from a read-only mount): nothing created
+            self.shared_fs = False
+            self._conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=60, check_same_thread=False)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.shared_fs = resolve_shared_fs(self.path, shared_fs)
         if self.shared_fs:
             with self._db(write=True, init=True):
                 pass  # journal mode + schema, under the exclusive lock
