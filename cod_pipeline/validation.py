@@ -139,6 +139,7 @@ RULES: dict[str, Rule] = {
     "cfe.search.fallback": Rule("bool"),
     "cfe.runtime.chunk_size": positive_int(),
     "cfe.runtime.max_tries_per_class": positive_int(nullable=True),
+    "cfe.runtime.max_words": positive_int(nullable=True),
     "cfe.runtime.max_in_flight": positive_int(),
     "cfe.runtime.timeout_s": positive(),
     "cfe.runtime.max_retries": count(),

@@ -537,3 +537,15 @@ def test_hydra_parse_errors_are_one_line_with_the_fix(tmp_path, arg, expected):
 
 def test_compare_given_as_a_string_is_one_line_naming_the_list_syntax(tmp_path):
     assert "write compare=[half]" in _cli_error(tmp_path, "model=tiny", "logger=none", "compare=half")
+
+
+def test_a_5_mb_answer_is_neither_stored_nor_sent_back(tmp_path):
+    ids, texts = originals(2)
+    huge = "the film was terrible " * 240_000  # ~5 MB on one line
+    with FakeOpenAIServer() as srv:
+        srv.faults.extend([("text", huge)] * 2)  # the first attempt of each original
+        out = generation(tmp_path / "cfe.sqlite", srv.base_url).records(ids, texts)
+        assert all(r["valid"] for r in out.values())  # the next attempt answered normally
+        assert max(len(r["raw"]) for r in srv.records) < 10_000  # no feedback prompt carries the 5 MB back
+    for rec in CFEStore(tmp_path / "cfe.sqlite").all():
+        assert rec["rejections"] == {"too_long": 1} and len(json.dumps(rec)) < 10_000

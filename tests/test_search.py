@@ -310,3 +310,25 @@ def test_modifier_deletions_only_keep_the_sentence(rt_teacher, task):
     modifier = lambda w: w in lex.NEGATIONS or w in lex.INTENSIFIERS or lex.word_class(w) in ("adj", "adv")  # noqa: E731
     assert any(not modifier(w) for w in free), "the fixture's default search no longer deletes a noun or verb"
     assert all(modifier(w) for w in kept), kept
+
+
+def test_an_original_over_max_words_is_not_searched(tmp_path):
+    """A 100k-character original would cost the search minutes of teacher calls: past
+    cfe.runtime.max_words it is a too_long failure at once, and the others are searched as before."""
+    from cod_pipeline.counterfactuals.generators import Item, build_generator
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(tmp_path, ["cfe=search", "cfe.runtime.max_words=50"])
+    gen = build_generator(cfg.cfe, "sentiment")
+    seen = []
+
+    def scorer(texts):
+        seen.extend(texts)
+        return np.array([[0.1, 0.9] if " good" in t else [0.9, 0.1] for t in texts])
+
+    long = "the film was good " * 5_000
+    items = [Item("the film was good .", 1, None, ["negative", "positive"]), Item(long, 1, None, ["negative", "positive"])]
+    short, huge = gen.propose(items, scorer)
+    assert short.text is not None and " good" not in short.text
+    assert huge.text is None and huge.rejection == "too_long"
+    assert seen and all(len(t) < 200 for t in seen)  # the teacher never read the long one

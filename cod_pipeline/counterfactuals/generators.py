@@ -165,8 +165,10 @@ class SearchGenerator(Generator):
             kw["target_margin"] = float(cfg.target_margin)
         lm = dict(cfg.lm) if cfg.get("lm") else None
         reader = OmegaConf.to_container(cfg.reader, resolve=True) if cfg.get("reader") else None
-        return cls(task, lm=lm, descriptions=descriptions, reader=reader,
-                   lexicon_first=bool(cfg.get("lexicon_first", False)), **kw)
+        gen = cls(task, lm=lm, descriptions=descriptions, reader=reader,
+                  lexicon_first=bool(cfg.get("lexicon_first", False)), **kw)
+        gen.max_words = runtime(cfg).get("max_words")
+        return gen
 
     def check(self) -> None:
         if self.guide is not None:
@@ -207,6 +209,14 @@ class SearchGenerator(Generator):
                 raise RuntimeError(f"cfe={self.name}: its reader needs pool text (fit_pool or pool_loader) first")
             self._fit_cached(self.pool_loader())
         texts = [it.start_from or it.text for it in items]
+        cap = getattr(self, "max_words", None)
+        too_long = {i for i, t in enumerate(texts) if cap and len(t.split()) > cap}
+        if too_long:  # a search's teacher calls grow with the words: 100k characters would run for minutes
+            log.warning("cfe: %d original(s) over cfe.runtime.max_words=%d words are not searched (reason too_long)",
+                        len(too_long), cap)
+            kept = [i for i in range(len(items)) if i not in too_long]
+            out = dict(zip(kept, self.propose([items[i] for i in kept], scorer) if kept else []))
+            return [out.get(i) or Candidate(None, "too_long") for i in range(len(items))]
         exact = self.screen_dtype != "float32"
 
         def run(idx: list[int], guide):

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from cod_pipeline import ConfigError
 
 from .tasks import SYSTEM, prompt_task
-from .textclean import clean_llm_output
+from .textclean import clean_llm_output, max_answer_chars
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +366,7 @@ class OpenAIProposer:
                 text, reason = clean_llm_output(raw, item.text)
                 if reason is not None:
                     self.stats["rejected"] += 1
+                raw = raw[:max_answer_chars(item.text)] if raw else raw  # a 5 MB answer is not kept whole
                 return Proposal(text=text, raw=raw, rejection=reason, calls=calls, retries=retries, tokens=tuple(used))
             if not err.retryable or attempt >= self.cfg.max_retries or self._down or not self.alive():
                 self.stats["errors"] += 1

@@ -33,6 +33,13 @@ REJECT_EMPTY = "empty"
 REJECT_COPY = "copy_of_input"
 REJECT_MULTILINE = "multiline"
 REJECT_EXPLANATION = "explanation"
+REJECT_TOO_LONG = "too_long"
+
+
+def max_answer_chars(original: str) -> int:
+    """The longest answer read as a CFE of ``original``: a minimal edit is about as long as what it
+    edits, and a longer answer (a 5 MB reply) is neither stored nor sent back in a feedback prompt."""
+    return 4 * len(original or "") + 1000
 
 _QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "`": "`", "«": "»"}
 _QUOTE_CHARS = "\"'“”‘’`«»"
@@ -102,6 +109,8 @@ def clean_llm_output(raw: str | None, original: str) -> tuple[str | None, str | 
     """Return ``(cleaned_text, None)`` or ``(None, reason)``."""
     if raw is None:
         return None, REJECT_EMPTY
+    if len(raw) > max_answer_chars(original):
+        return None, REJECT_TOO_LONG
     text = raw.replace("\r\n", "\n").replace("\r", "\n").strip()
     text = _strip_quotes(text)
     if not text:
