@@ -123,15 +123,16 @@ def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found.values(), key=str)
 
 
+def _number(v) -> float:
+    """A JSON number as a float (NaN for anything else: a bool, a string, a list, None)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
+
 def _metrics_dict(d) -> dict:
     if not isinstance(d, dict):
         return {}
-    out = {}
-    for m in METRICS:
-        v = d.get(m)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[m] = float(v)
-    return out
+    values = {m: _number(d.get(m)) for m in METRICS}
+    return {m: v for m, v in values.items() if not np.isnan(v)}
 
 
 def _finite(d: dict) -> dict:
@@ -252,15 +253,13 @@ def _parse(path: Path) -> dict | None:
         row[f"student_{m}"] = s.get(m, np.nan)
     cfe = r.get("cfe") if isinstance(r.get("cfe"), dict) else {}
     for key in CFE_COLUMNS:  # the CFE set's quality, faithfulness under the judge included
-        v = cfe.get(key)
-        row[f"cfe_{key}"] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+        row[f"cfe_{key}"] = _number(cfe.get(key))
     row["cfe_judge"] = cfe["judge"].get("family") if isinstance(cfe.get("judge"), dict) else None
     row["cfe_generator"] = cfe.get("generator")
     row["cfe_samples"] = cfe.get("samples") if isinstance(cfe.get("samples"), list) else None
     names = ((r.get("config") or {}).get("dataset") or {}).get("label_names")
     row["label_names"] = list(names) if isinstance(names, list) else None
-    maj = s_test.get("majority")
-    row["majority"] = float(maj) if isinstance(maj, (int, float)) and not isinstance(maj, bool) else np.nan
+    row["majority"] = _number(s_test.get("majority"))
     return row
 
 
@@ -297,9 +296,8 @@ def cfe_examples(runs: pd.DataFrame, per_set: int = 5) -> pd.DataFrame:
     for _, r in have.sort_values(["dataset", "seed", "k"], kind="stable").iterrows():
         names = r["label_names"] if isinstance(r["label_names"], list) else None
         name = lambda p: (names[int(np.argmax(p))] if names else str(int(np.argmax(p))))  # noqa: E731
-        key = (r["dataset"], r["cfe_generator"])
+        done = seen.setdefault((r["dataset"], r["cfe_generator"]), set())
         for smp in r["cfe_samples"]:
-            done = seen.setdefault(key, set())
             if len(done) >= per_set or smp.get("original") in done:
                 continue
             done.add(smp.get("original"))

@@ -549,3 +549,19 @@ def test_a_5_mb_answer_is_neither_stored_nor_sent_back(tmp_path):
         assert max(len(r["raw"]) for r in srv.records) < 10_000  # no feedback prompt carries the 5 MB back
     for rec in CFEStore(tmp_path / "cfe.sqlite").all():
         assert rec["rejections"] == {"too_long": 1} and len(json.dumps(rec)) < 10_000
+
+
+def test_a_multirun_checks_every_job_before_the_first_starts(tmp_path):
+    """k=8 would train (a teacher, a student) before k=1 failed; the sweep is refused whole instead."""
+    line = _cli_error(tmp_path, "-m", "model=tiny", "logger=none", "k=8,1")
+    assert line.startswith("error: job 2 of 2 (") and "k=1" in line and "no job was started" in line
+    assert not list(tmp_path.rglob("result.json"))
+
+
+def test_a_sweep_files_params_are_expanded_for_the_check(tmp_path):
+    """table_cpu sweeps k × augment × seed (18 jobs per dataset) from hydra.sweeper.params: the
+    first job of the dataset without a data file is the 19th of 36."""
+    root = Path(__file__).resolve().parents[1]
+    line = _cli_error(tmp_path, "-m", "--config-dir", str(root / "multirun_sweeps"), "--config-name", "table_cpu",
+                      "dataset=rotten_tomatoes,local")
+    assert line.startswith("error: job 19 of 36 (dataset=local") and "dataset.source.path" in line

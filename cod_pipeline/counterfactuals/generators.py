@@ -112,8 +112,9 @@ class SearchGenerator(Generator):
 
     def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None,
                  screen_dtype: str = "float32", reader: dict | None = None, lexicon_first: bool = False,
-                 **search_kw):
+                 max_words: int | None = None, **search_kw):
         super().__init__(task)
+        self.max_words = max_words  # longer originals are not searched (runtime: no CFE changes below it)
         from cod_pipeline.counterfactuals.search import SearchConfig
 
         self.cfg = SearchConfig(task=task, **search_kw)
@@ -165,10 +166,8 @@ class SearchGenerator(Generator):
             kw["target_margin"] = float(cfg.target_margin)
         lm = dict(cfg.lm) if cfg.get("lm") else None
         reader = OmegaConf.to_container(cfg.reader, resolve=True) if cfg.get("reader") else None
-        gen = cls(task, lm=lm, descriptions=descriptions, reader=reader,
-                  lexicon_first=bool(cfg.get("lexicon_first", False)), **kw)
-        gen.max_words = runtime(cfg).get("max_words")
-        return gen
+        return cls(task, lm=lm, descriptions=descriptions, reader=reader,
+                   lexicon_first=bool(cfg.get("lexicon_first", False)), max_words=runtime(cfg).get("max_words"), **kw)
 
     def check(self) -> None:
         if self.guide is not None:
@@ -209,7 +208,7 @@ class SearchGenerator(Generator):
                 raise RuntimeError(f"cfe={self.name}: its reader needs pool text (fit_pool or pool_loader) first")
             self._fit_cached(self.pool_loader())
         texts = [it.start_from or it.text for it in items]
-        cap = getattr(self, "max_words", None)
+        cap = self.max_words
         too_long = {i for i, t in enumerate(texts) if cap and len(t.split()) > cap}
         if too_long:  # a search's teacher calls grow with the words: 100k characters would run for minutes
             log.warning("cfe: %d original(s) over cfe.runtime.max_words=%d words are not searched (reason too_long)",
