@@ -24,7 +24,6 @@ from cod_pipeline import ConfigError
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 STAGES = ("teacher", "cfe", "student", "moons", "fisher", "proximity")
-CFE_AUGMENTS = ("cod", "cod_full", "cod_unvalidated")  # augments that ask the cfe generator (random_edit does not)
 
 
 @dataclass(frozen=True)
@@ -513,7 +512,11 @@ def needs_llm(cfg: DictConfig) -> bool:
         return False
     if cfg.stage in ("cfe", "proximity"):
         return True
-    return cfg.stage == "student" and cfg.augment.get("name") in CFE_AUGMENTS
+    if cfg.stage != "student" or not cfg.augment.get("_target_"):  # unpaired augments ask no generator
+        return False
+    from cod_pipeline.counterfactuals.pairing import augment_class
+
+    return augment_class(cfg.augment).uses_generator
 
 
 def check_llm_endpoint(cfg: DictConfig, timeout_s: float = 3.0) -> None:

@@ -25,7 +25,7 @@ from cod_pipeline.counterfactuals.llm import EndpointFailed, LLMConfig, OpenAIPr
 from cod_pipeline.counterfactuals.store import CFEStore
 from cod_pipeline.data.splits import make_splits
 from cod_pipeline.validation import RULES, check_budget, check_rules, num_classes
-from tests.conftest import CONF, ROOT, write_sentiment_tsv
+from tests.conftest import CONF, ROOT, make_cfg, write_sentiment_tsv
 from tests.openai_server import FakeOpenAIServer
 
 KEY_ENV = "COD_TEST_FAULTS_KEY"
@@ -565,3 +565,14 @@ def test_a_sweep_files_params_are_expanded_for_the_check(tmp_path):
     line = _cli_error(tmp_path, "-m", "--config-dir", str(root / "multirun_sweeps"), "--config-name", "table_cpu",
                       "dataset=rotten_tomatoes,local")
     assert line.startswith("error: job 19 of 36 (dataset=local") and "dataset.source.path" in line
+
+
+@pytest.mark.parametrize("augment,asks", [("cod", True), ("cod_full", True), ("cod_unvalidated", True),
+                                          ("random_edit", False), ("retrieved", False), ("none", False)])
+def test_the_endpoint_is_checked_up_front_only_for_augments_that_ask_the_generator(tmp_path, augment, asks):
+    """Each augment class says whether it asks ``cfe`` (no list of names): a random_edit or retrieved
+    run with cfe=openai needs no endpoint; a cod run does."""
+    from cod_pipeline.validation import needs_llm
+
+    assert needs_llm(make_cfg(tmp_path, ["cfe=openai", f"augment={augment}"])) is asks
+    assert not needs_llm(make_cfg(tmp_path, ["cfe=search", f"augment={augment}"]))

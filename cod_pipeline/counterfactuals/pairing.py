@@ -143,12 +143,15 @@ class PairedAugment:
     and k/2 partners, each pair sharing a ``group``. Unpaired augments (``none``, ``half``) are a
     fraction of k originals (``cod_pipeline.augment``) and need no class."""
 
+    uses_generator = False  # does it ask ``cfe`` for CFEs (an LLM endpoint is then checked up front)?
+
     def rows(self, cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dict]:
         raise NotImplementedError
 
 
 class CoDPairs(PairedAugment):
     """``cod``: teacher-validated CFEs, an original without one handled by ``augment.on_failure``."""
+    uses_generator = True
 
     def rows(self, cfg, splits, sampler, teacher):
         return cod_rows(cfg, splits, sampler, teacher)
@@ -156,6 +159,7 @@ class CoDPairs(PairedAugment):
 
 class UnvalidatedPairs(PairedAugment):
     """``cod_unvalidated`` (the official code): the generator's first proposal, labelled 1 − gold."""
+    uses_generator = True
 
     def rows(self, cfg, splits, sampler, teacher):
         pairs, quality = _unvalidated(cfg, splits, sampler, teacher, n_originals(cfg))
