@@ -332,3 +332,24 @@ def test_an_original_over_max_words_is_not_searched(tmp_path):
     assert short.text is not None and " good" not in short.text
     assert huge.text is None and huge.rejection == "too_long"
     assert seen and all(len(t) < 200 for t in seen)  # the teacher never read the long one
+
+
+def test_protect_leaves_names_mentions_hashtags_numbers_and_links_alone():
+    """A teacher that reads only a name: unprotected, the search's relaxed pass deletes "Brady" to
+    flip it; with search.protect it reports no flip rather than a CFE that is about somebody else."""
+    from cod_pipeline.counterfactuals.tokens import protected
+
+    toks = tokenize("RT @nfl: Tom Brady scored 3 times in a great game #Patriots http://t.co/x. Great!")
+    assert [t.core for i, t in enumerate(toks) if protected(toks, i)] == [
+        "nfl", "Brady", "3", "Patriots", "http://t.co/x"]  # "Tom", "Great" start sentences: not names
+
+    def scorer(texts):
+        z = np.array([2.0 * ("Brady" in t) + 0.5 * ("great" in t) - 1.0 for t in texts])
+        p = 1 / (1 + np.exp(-z))
+        return np.stack([1 - p, p], 1)
+
+    text = "Tom Brady played a great game"
+    free = search_cfe([text], [1], scorer, SearchConfig(task="sentiment", fluency_weight=0.0))[0]
+    kept = search_cfe([text], [1], scorer, SearchConfig(task="sentiment", fluency_weight=0.0, protect=True))[0]
+    assert free.text is not None and "Brady" not in free.text
+    assert kept.text is None, kept

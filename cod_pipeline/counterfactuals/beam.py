@@ -31,7 +31,7 @@ from .edits import Edit, negation_edits
 from .gate import too_far as gate_too_far
 from .quality import margin  # the gate's margin too: search and gate agree on what a weak flip is
 from .tasks import candidate_edits, get_task
-from .tokens import render, tokenize
+from .tokens import protected, render, tokenize
 
 
 @dataclass
@@ -52,6 +52,7 @@ class SearchConfig:
     free_edit_words: int = 0
     reader_margin: float = 0.0  # with a second reader: it must give the flip's class by this margin
     deletions: str = "any"  # any | modifiers: only adjectives, adverbs and negations are deleted (fluent tasks)
+    protect: bool = False  # names, @mentions, #hashtags, numbers and links are never edited (tokens.protected)
 
 
 def breaks_sentence(tokens, edit: Edit) -> bool:
@@ -188,6 +189,8 @@ class OriginalSearch:
         else:
             imp = {i: 0.0 for i in self.word_pos}
         order = sorted(self.word_pos, key=lambda i: -imp[i])
+        if cfg.protect:
+            order = [i for i in order if not protected(self.tokens, i)]
         self.order = order
         chosen = order[: cfg.top_positions]
         extra = 0

@@ -108,7 +108,7 @@ class SearchGenerator(Generator):
     identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False,
                          "lm.content_words": False, "lm.zero_shot": None, "lexicon_first": False,
                          "search.deletions": "any", "search.screen_dtype": "float32", "search.within_gate": False,
-                         "search.fallback": True}
+                         "search.fallback": True, "search.protect": False}
 
     def __init__(self, task: str, lm: dict | None = None, descriptions: list[str] | None = None,
                  screen_dtype: str = "float32", reader: dict | None = None, lexicon_first: bool = False,

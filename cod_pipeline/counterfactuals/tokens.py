@@ -121,3 +121,25 @@ def render(tokens: Sequence[Token], repl: dict[int, tuple[str, ...]] | None = No
         text = text[:1].upper() + text[1:]
     return text
 
+
+
+_LINK_RE = re.compile(r"^(https?|www)\b", re.I)
+
+
+def _handle(t: Token) -> bool:
+    return "@" in t.prefix or "#" in t.prefix or bool(_LINK_RE.match(t.core))
+
+
+def protected(tokens: Sequence[Token], i: int) -> bool:
+    """A name, @mention, #hashtag, number or link: editing one changes who or what a text is about,
+    not what it says ("#DeflateGate" -> "#Ph", "Tom Brady" -> "Tom Sent" flip a teacher, no reader).
+    A name is a capitalised word inside a sentence (not all capitals: "NOT" is emphasis)."""
+    t = tokens[i]
+    if _handle(t) or any(ch.isdigit() for ch in t.core):
+        return True
+    if len(t.core) < 2 or not t.core[0].isupper() or t.core.isupper() or t.prefix[-1:] in tuple("\"'("):
+        return False
+    if i and tokens[i - 1].suffix[-1:] in tuple(".!?:;"):
+        return False
+    prev = next((tokens[k] for k in range(i - 1, -1, -1) if tokens[k].is_word and not _handle(tokens[k])), None)
+    return prev is not None and prev.suffix[-1:] not in tuple(".!?:;")
