@@ -102,7 +102,7 @@ def teacher_task(cfg: DictConfig) -> dict:
 
 def cfe_task(cfg: DictConfig) -> dict:
     """Generate and cache the CFEs a CoD run at this k and seed needs, without training."""
-    from cod_pipeline.counterfactuals.pairing import generate_for_draw
+    from cod_pipeline.counterfactuals.pairing import ON_FAILURE, generate_for_draw
 
     t0 = time.time()
     with open_dict(cfg):
@@ -112,7 +112,7 @@ def cfe_task(cfg: DictConfig) -> dict:
     if global_rank():  # the teacher's fit was the last that needs every rank: rank 0 generates
         return jobs.follower_result(cfg)
     _, _, quality = generate_for_draw(cfg, splits, sampler, teacher, n_originals(cfg),
-                                      cfg.augment.get("on_failure", "fill"))
+                                      cfg.augment.get("on_failure", ON_FAILURE))
     quality = measure_cfes(cfg, splits, quality, Path(cfg.paths.output_dir) / "cfe_samples.md")
     result = base_result(cfg, "cfe", splits)
     result.update({"teacher": {"test": teacher.test_metrics, "id": teacher.id}, "cfe": quality,

@@ -51,7 +51,11 @@ def make_generation(cfg: DictConfig, splits, teacher) -> ValidatedCFEs:
                          chunk_size=cfg.cfe.runtime.chunk_size)
 
 
-def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, policy: str = "replace"):
+#: ``augment.on_failure`` where an augment's YAML leaves it out: conf/augment/cod.yaml's value
+ON_FAILURE = "near_flip"
+
+
+def generate_for_draw(cfg: DictConfig, splits, sampler, teacher, n_pairs: int, policy: str = ON_FAILURE):
     """CFEs for the first n_pairs originals of the seeded draw; writes the quality figures and
     samples. Returns the valid pairs, the failed originals (pool position, record) and quality.
 
@@ -113,7 +117,7 @@ def cod_rows(cfg: DictConfig, splits, sampler, teacher) -> tuple[list[dict], dic
     original of its class from KD's own draw, unpaired; ``replace`` swaps it for the next original
     that flips."""
     aug = cfg.augment
-    n_pairs, policy = n_originals(cfg), aug.get("on_failure", "replace")
+    n_pairs, policy = n_originals(cfg), aug.get("on_failure", ON_FAILURE)
     ce_weight = None if aug.get("cfe_loss", "ce_kl") == "ce_kl" else 0.0  # kl: the CFE's hard label is not used
     pairs, failed, quality = generate_for_draw(cfg, splits, sampler, teacher, n_pairs, policy)
     rows = []
