@@ -152,7 +152,12 @@ def source_fingerprint(dataset) -> dict:
     from cod_pipeline.data.splits import SPLIT_RULE
 
     out = {"split_rule": SPLIT_RULE}
-    for key, p in _local_files(dataset).items():
+    files = _local_files(dataset)
+    if "test_path" in files:
+        from cod_pipeline.data.sources import TEST_FILE_RULE
+
+        out["test_file_rule"] = TEST_FILE_RULE
+    for key, p in files.items():
         st = os.stat(p)
         out[key] = [st.st_size, _digest(p, st.st_size, st.st_mtime_ns)]
     return out

@@ -576,3 +576,30 @@ def test_the_endpoint_is_checked_up_front_only_for_augments_that_ask_the_generat
 
     assert needs_llm(make_cfg(tmp_path, ["cfe=openai", f"augment={augment}"])) is asks
     assert not needs_llm(make_cfg(tmp_path, ["cfe=search", f"augment={augment}"]))
+
+
+def test_a_test_file_whose_texts_occur_in_train_stays_the_test_split(tmp_path, caplog):
+    """Deduplication keeps a text once: a test file of 40 rows copied from a 200-row train file used
+    to vanish into train, and a test split be carved from train in its place."""
+    from cod_pipeline.data.sources import local
+
+    train = write_sentiment_tsv(tmp_path / "train.tsv", 200)
+    lines = train.read_text().splitlines()
+    (tmp_path / "test.tsv").write_text("\n".join(lines[:1] + lines[1:41]) + "\n")
+    with caplog.at_level(logging.WARNING):
+        splits = make_splits(local(str(train), test_path=str(tmp_path / "test.tsv")), None, val_size=20,
+                             test_size=50)
+    test_texts = set(splits.test["text"])
+    assert len(test_texts) == len({ln.split("\t")[0].strip() for ln in lines[1:41]})
+    assert not test_texts & set(splits.train["text"]) and not test_texts & set(splits.validation["text"])
+    assert any("also occur in" in r.getMessage() and "dropped from train" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("test_rows,expected", [("same", "every text also occurs in"),
+                                                ("blank", "no test rows")])
+def test_a_test_file_that_leaves_no_train_or_no_test_is_one_line(tiny_cfg, capsys, tmp_path, test_rows, expected):
+    train = write_sentiment_tsv(tmp_path / "train.tsv", 200)
+    test = tmp_path / "test.tsv"
+    test.write_text(train.read_text() if test_rows == "same" else "sentence\tlabel\n \t1\n \t0\n")
+    cfg = tiny_cfg("dataset=local", f"dataset.source.path={train}", f"dataset.source.test_path={test}")
+    assert expected in fails_with(capsys, cfg)

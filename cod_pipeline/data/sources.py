@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from cod_pipeline import ConfigError
+from cod_pipeline.data.splits import warn_once
 
 EMBEDDED = ("rotten_tomatoes", "tweets")
 
@@ -120,12 +121,33 @@ def local(path: str, text_column: str = "sentence", label_column: str = "label",
             out["label"] = out["label"].map(lambda v: label_map.get(v, label_map.get(str(v), v)))
         frames.append(out)
     if len(frames) == 2:
+        frames[0] = _without_test_texts(frames[0], frames[1], path, test_path)
         known = set(frames[0]["label"].astype(str))
         extra = sorted(set(frames[1]["label"].astype(str)) - known)
         if extra:
             raise ConfigError(f"{test_path}: label(s) {', '.join(extra)} never occur in {path} "
                               f"(its labels: {', '.join(sorted(known))})")
     return pd.concat(frames, ignore_index=True)
+
+
+#: how a given test file is kept apart from its train file (a key of every cache entry that has one,
+#: cache.source_fingerprint): 1 = a text in both files is dropped from train, not from test
+TEST_FILE_RULE = 1
+
+
+def _without_test_texts(train: pd.DataFrame, test: pd.DataFrame, path, test_path) -> pd.DataFrame:
+    """The train rows whose text the test file does not hold. Deduplication keeps a text once,
+    in its first split: without this a test file copied from train would vanish into train, and
+    a test split be carved from train in its place."""
+    if not test["text"].str.strip().str.len().any():
+        raise ConfigError(f"{test_path}: no test rows (dataset.source.test_path is the fixed test split)")
+    shared = train["text"].str.strip().isin(set(test["text"].str.strip()))
+    if shared.all():
+        raise ConfigError(f"{path}: every text also occurs in {test_path}; nothing is left to train on")
+    if shared.any():
+        warn_once(f"data: {int(shared.sum())} texts of {path} also occur in {test_path}: "
+                   f"dropped from train (the test file keeps them)")
+    return train[~shared]
 
 
 def _bad_json_line(p: Path) -> int | None:

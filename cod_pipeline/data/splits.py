@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 _warned: set[str] = set()
 
 
-def _warn_once(msg: str) -> None:
+def warn_once(msg: str) -> None:
     """Data is loaded more than once per job (each compare arm): say each thing once."""
     if msg not in _warned:
         _warned.add(msg)
@@ -92,7 +92,7 @@ def clean_rows(df: pd.DataFrame) -> pd.DataFrame:
     blank_label = df["label"].map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
     df = df[(df["text"].str.len() > 0) & ~blank_label]
     if len(df) < n:
-        _warn_once(f"data: dropped {n - len(df)} of {n} rows with an empty text or label")
+        warn_once(f"data: dropped {n - len(df)} of {n} rows with an empty text or label")
     if df.empty:
         raise ConfigError(f"no rows with both a text and a label (of {n} rows read)")
     repeated = df.duplicated("text", keep="first")
@@ -103,7 +103,7 @@ def clean_rows(df: pd.DataFrame) -> pd.DataFrame:
         same = int(df.duplicated(["text", "label"], keep="first").sum())
         example = (f" (e.g. {conflicting.index[0][:60]!r}: {' / '.join(conflicting.iloc[0])})"
                    if len(conflicting) else "")
-        _warn_once(f"data: {same} duplicate rows (same text and label) and {len(conflicting)} texts with "
+        warn_once(f"data: {same} duplicate rows (same text and label) and {len(conflicting)} texts with "
                    f"conflicting labels{example}; kept the first row of each text ({int(repeated.sum())} dropped)")
         df = df[~repeated]
     return df
@@ -112,6 +112,7 @@ def clean_rows(df: pd.DataFrame) -> pd.DataFrame:
 def make_splits(df: pd.DataFrame, label_names: list[str] | None, val_size: int, test_size: int,
                 test_cap: int | None = None) -> Splits:
     """Deduplicate, map labels to 0..C-1, and cut the fixed splits."""
+    given_test = "split" in df and bool((df["split"] == "test").any())
     df = clean_rows(df)
     df["id"] = df["text"].map(text_id)
     values = sorted(df["label"].unique().tolist(), key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0, str(v)))
@@ -127,6 +128,8 @@ def make_splits(df: pd.DataFrame, label_names: list[str] | None, val_size: int, 
         raise ConfigError(f"labels {values} do not match dataset.label_names {list(label_names)}")
     if "split" in df and (df["split"] == "test").any():
         test, pool = df[df["split"] == "test"], df[df["split"] != "test"]
+    elif given_test:  # never a test split carved from train in place of the one given
+        raise ConfigError("the given test split has no row with both a text and a label")
     else:
         test, pool = _carve(df, test_size, "test")
     validation, train = _carve(pool, val_size, "validation")
