@@ -158,9 +158,23 @@ def source_fingerprint(dataset) -> dict:
 
         out["test_file_rule"] = TEST_FILE_RULE
     for key, p in files.items():
-        st = os.stat(p)
-        out[key] = [st.st_size, _digest(p, st.st_size, st.st_mtime_ns)]
+        out[key] = list(_file_digest(p))
     return out
+
+
+def _file_digest(path: str) -> tuple[int, str]:
+    st = os.stat(path)
+    return st.st_size, _digest(path, st.st_size, st.st_mtime_ns)
+
+
+def data_identity(dataset) -> str | None:
+    """The local data files a run read, by name and content (``train.tsv#1a2b3c4d``; a test file
+    after ``+``); None for a hub or embedded dataset, whose config names its data."""
+    files = _local_files(dataset)
+    if not files:
+        return None
+    return " + ".join(f"{Path(files[k]).name}#{_file_digest(files[k])[1][:8]}" for k in ("path", "test_path")
+                      if k in files)
 
 
 def without_local_paths(node: dict, dataset) -> dict:

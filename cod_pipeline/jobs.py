@@ -186,9 +186,11 @@ def result_path(cfg: DictConfig) -> Path:
 
 def base_result(cfg: DictConfig, stage: str, splits) -> dict:
     """The fields every stage's result.json starts with."""
+    from cod_pipeline.cache import data_identity
     from cod_pipeline.provenance import provenance
 
-    return {"schema": RESULT_SCHEMA, "run_hash": run_hash(cfg), "stage": stage, "dataset": cfg.dataset.name,
+    data = data_identity(cfg.dataset)  # local files by name and content: part of a report's cell
+    return {**({"data": data} if data else {}), "schema": RESULT_SCHEMA, "run_hash": run_hash(cfg), "stage": stage, "dataset": cfg.dataset.name,
             "model": cfg.model.name, "method": cfg.method.name, "augment": cfg.augment.name,
             "alpha": float(cfg.method.get("alpha") or 0.0), "k": cfg.k, "seed": cfg.seed,  # a method without KD: 0
             "primary_metric": cfg.dataset.primary_metric, "num_classes": splits.num_classes,

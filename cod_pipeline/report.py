@@ -213,6 +213,8 @@ def _parse(path: Path) -> dict | None:
         "primary_metric": r.get("primary_metric") or "accuracy",  # every result since schema 1 names it
         "config": flatten_config(r.get("config")),
     }
+    if isinstance(r.get("data"), str):  # local files, by name and content: runs on other data are another cell
+        row["config"]["data"] = r["data"]
     for m in METRICS:
         row[f"teacher_{m}"] = teacher.get(m, np.nan)
     if stage != "student":

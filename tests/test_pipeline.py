@@ -107,6 +107,7 @@ def test_local_multiclass_file(tiny_cfg, tmp_path):
                    "model.student_training.head_init=label_names")  # label words taken from the file
     result = run(cfg)
     assert result["num_classes"] == 6 and result["student"]["train_size"] == 12
+    assert result["data"].startswith("six.jsonl#")  # the file by content: part of the report's cell
 
 
 def test_bad_k_fails_before_any_model(tiny_cfg):

@@ -558,3 +558,26 @@ def test_a_read_only_results_folder_is_one_line_unless_out_is_given(sweep, tmp_p
         assert (tmp_path / "out" / "table.md").exists()
     finally:
         subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_runs_on_other_local_files_are_other_cells(tmp_path, capsys):
+    """The config drops file paths (a moved folder is the same data), so two runs on different
+    files used to be 'duplicates' of one config and seed; result.json's ``data`` (files by name and
+    content, ``cache.data_identity``) keeps them apart."""
+    from cod_pipeline.cache import data_identity
+    from tests.conftest import write_sentiment_tsv
+
+    a, b = write_sentiment_tsv(tmp_path / "a.tsv", 100), write_sentiment_tsv(tmp_path / "b.tsv", 120)
+    ids = [data_identity({"source": {"path": str(p)}}) for p in (a, b)]
+    assert ids[0].startswith("a.tsv#") and ids[1].startswith("b.tsv#") and ids[0][6:] != ids[1][6:]
+    assert data_identity({"source": {"path": str(a), "test_path": str(b)}}) == f"{ids[0]} + {ids[1]}"
+    assert data_identity({"source": {"_target_": "cod_pipeline.data.sources.rotten_tomatoes"}}) is None
+    root = tmp_path / "runs"
+    for name, ident, acc in (("on_a", ids[0], 0.6), ("on_b", ids[1], 0.7)):
+        p = write_full(root, name, acc=acc)
+        r = json.loads(p.read_text())
+        r["data"] = ident
+        p.write_text(json.dumps(r))
+    agg, runs = report.build(report.collect([root]), "accuracy")
+    assert "duplicate" not in capsys.readouterr().err and list(runs.status) == ["kept", "kept"]
+    assert sorted(agg["variant"]) == [f"kd [data={ids[0]}]", f"kd [data={ids[1]}]"]
