@@ -237,3 +237,31 @@ def test_sigkill_midway_leaves_readable_store(tmp_path, worker):
     assert sorted(int(r["sample_id"]) for r in rows) == list(range(n))  # contiguous prefix
     assert all(r["cfe"] == f"c{r['i']}" for r in rows)
     assert store.put(key(n), {"cfe": "after crash"}) and len(store) == n + 1
+
+
+def test_a_full_disk_is_one_line_that_says_so_and_keeps_what_was_stored(tmp_path):
+    """A real 256 KiB tmpfs: writes fail with SQLITE_FULL, which SQLite has already rolled back. The
+    error used to be "cannot rollback - no transaction is active"; now it names the full disk,
+    in puts and in claim transactions, and every record stored before it still reads."""
+    from cod_pipeline import ConfigError
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        store = CFEStore(mnt / "cfe.sqlite", shared_fs=False)
+        stored = 0
+        with pytest.raises(ConfigError, match=r"the disk holding .*cfe.sqlite is full \(database or disk is full\)"):
+            for i in range(100_000):
+                store.put(key(i), {"original": f"s{i}", "cfe": "x" * 4000})
+                stored += 1
+        assert stored > 5
+        with pytest.raises(ConfigError, match="is full"):
+            store.claim_many([key(f"c{i}", generator=f"g{i}" * 400) for i in range(2000)], "me")
+        store.close()
+        again = CFEStore(mnt / "cfe.sqlite", read_only=True)
+        assert len(again) == stored and again.get(key(0))["original"] == "s0"
+        again.close()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

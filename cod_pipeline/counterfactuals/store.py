@@ -154,6 +154,20 @@ def damage(path: str | Path) -> str | None:
     return None if verdict == "ok" else str(verdict)
 
 
+@contextmanager
+def _full_disk(path: Path):
+    """A full disk under the store is one line that says so (the records already stored are kept)."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if "full" not in str(e):
+            raise
+        from cod_pipeline import ConfigError
+
+        raise ConfigError(f"the disk holding {path} is full ({e}): free space and run again; "
+                          f"the CFEs stored so far are kept") from None
+
+
 class CFEStore:
     """SQLite-backed append-only CFE cache. Safe across threads (one lock) and processes (SQLite
     locks; on a shared filesystem a lock file, see the module docstring)."""
@@ -217,6 +231,20 @@ class CFEStore:
                     c.close()
             finally:
                 os.close(fd)  # closing the descriptor releases the record lock
+
+    @contextmanager
+    def _transaction(self, c: sqlite3.Connection):
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error. SQLite has already rolled
+        back after a full disk; a second ROLLBACK would replace "disk is full" by "cannot rollback"."""
+        self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
+        try:
+            with _full_disk(self.path):
+                yield c
+                c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _retry_locked(fn, tries: int = 50):
@@ -300,7 +328,7 @@ class CFEStore:
         Returns True if this call inserted the row.
         """
         payload = json.dumps(record, ensure_ascii=False, allow_nan=True, default=_json_default)
-        with self._db(write=True) as c:
+        with self._db(write=True) as c, _full_disk(self.path):
             cur = c.execute(
                 f"INSERT OR IGNORE INTO cfe ({_KEY_SQL}, record, created_at) VALUES ({', '.join('?' * (len(_KEY_COLS) + 2))})",
                 (*key.as_tuple(), payload, time.time()),
@@ -321,32 +349,26 @@ class CFEStore:
         if not keys:
             return []
         got: list[CFEKey] = []
-        with self._db(write=True) as c:
-            self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
-            try:
-                now = time.time()
-                for k in keys:
-                    t = k.as_tuple()
-                    if c.execute(f"SELECT 1 FROM cfe WHERE {_KEY_WHERE}", t).fetchone() is not None:
-                        continue  # already generated: nothing to claim
-                    row = c.execute(f"SELECT owner, expires_at FROM claims WHERE {_KEY_WHERE}", t).fetchone()
-                    if row is None:
-                        c.execute(
-                            f"INSERT INTO claims ({_KEY_SQL}, owner, claimed_at, expires_at) VALUES ({', '.join('?' * (len(_KEY_COLS) + 3))})",
-                            (*t, owner, now, now + ttl_s),
-                        )
-                    elif row[0] == owner or row[1] < now:
-                        c.execute(
-                            f"UPDATE claims SET owner = ?, claimed_at = ?, expires_at = ? WHERE {_KEY_WHERE}",
-                            (owner, now, now + ttl_s, *t),
-                        )
-                    else:
-                        continue
-                    got.append(k)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+        with self._db(write=True) as c, self._transaction(c):
+            now = time.time()
+            for k in keys:
+                t = k.as_tuple()
+                if c.execute(f"SELECT 1 FROM cfe WHERE {_KEY_WHERE}", t).fetchone() is not None:
+                    continue  # already generated: nothing to claim
+                row = c.execute(f"SELECT owner, expires_at FROM claims WHERE {_KEY_WHERE}", t).fetchone()
+                if row is None:
+                    c.execute(
+                        f"INSERT INTO claims ({_KEY_SQL}, owner, claimed_at, expires_at) VALUES ({', '.join('?' * (len(_KEY_COLS) + 3))})",
+                        (*t, owner, now, now + ttl_s),
+                    )
+                elif row[0] == owner or row[1] < now:
+                    c.execute(
+                        f"UPDATE claims SET owner = ?, claimed_at = ?, expires_at = ? WHERE {_KEY_WHERE}",
+                        (owner, now, now + ttl_s, *t),
+                    )
+                else:
+                    continue
+                got.append(k)
         return got
 
     def release(self, key: CFEKey, owner: str) -> None:
@@ -356,15 +378,8 @@ class CFEStore:
         keys = list(keys)
         if not keys:
             return
-        with self._db(write=True) as c:
-            self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
-            try:
-                c.executemany(f"DELETE FROM claims WHERE {_KEY_WHERE} AND owner = ?",
-                              [(*k.as_tuple(), owner) for k in keys])
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+        with self._db(write=True) as c, self._transaction(c):
+            c.executemany(f"DELETE FROM claims WHERE {_KEY_WHERE} AND owner = ?", [(*k.as_tuple(), owner) for k in keys])
 
     def claim_owner(self, key: CFEKey) -> str | None:
         """Owner of a live (non-expired) claim on ``key``, else None."""
@@ -412,16 +427,10 @@ class CFEStore:
         """Delete the failed records (``valid`` false) matching the key filters, so the next run
         generates them again; the one exception to append-only. Returns the number deleted."""
         failed = [CFEKey(*(r[c] for c in _KEY_COLS)) for r in self.all(**filters) if not r.get("valid")]
-        with self._db(write=True) as c:
-            self._retry_locked(lambda: c.execute("BEGIN IMMEDIATE"))
-            try:
-                n = 0
-                for k in failed:
-                    n += c.execute(f"DELETE FROM cfe WHERE {_KEY_WHERE}", k.as_tuple()).rowcount
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+        n = 0
+        with self._db(write=True) as c, self._transaction(c):
+            for k in failed:
+                n += c.execute(f"DELETE FROM cfe WHERE {_KEY_WHERE}", k.as_tuple()).rowcount
         return n
 
 
