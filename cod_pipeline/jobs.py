@@ -1,7 +1,8 @@
 """Running stages as jobs: a result's identity (``run_hash``), resume from the results cache,
 ``compare`` arms beside the main job, and the summary printed at the end (under DDP, by global
-rank 0 alone: the other ranks only join the fits). The stages themselves
-are :data:`cod_pipeline.pipeline.STAGES`, passed in (this module does not import the pipeline)."""
+rank 0 alone: the other ranks only join the fits). What a stage is comes from
+:data:`cod_pipeline.stages.STAGES`; its task function from :data:`cod_pipeline.pipeline.TASKS`,
+passed in (this module does not import the pipeline)."""
 from __future__ import annotations
 
 import logging
@@ -15,54 +16,55 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cod_pipeline import ConfigError
 from cod_pipeline.cache import config_hash, read_json, source_fingerprint, without_local_paths, write_json
 from cod_pipeline.losses import active_terms, legacy_terms
+from cod_pipeline.stages import stage_of
 from cod_pipeline.validation import augment_option
 
 log = logging.getLogger(__name__)
 RESULT_SCHEMA = 2  # part of run_hash: bump when a code change alters results for the same config
-Stages = dict[str, Callable[[DictConfig], dict]]
+Tasks = dict[str, Callable[[DictConfig], dict]]
 
 
-def run(cfg: DictConfig, stages: Stages, prepare: Callable) -> dict:
+def run(cfg: DictConfig, tasks: Tasks, prepare: Callable) -> dict:
     """Dispatch the stage (and its compare arms), write result JSONs, print a summary."""
     from cod_pipeline.summary import print_stage_output, print_summary
     from cod_pipeline.validation import check_llm_endpoint, needs_llm, validate
 
     validate(cfg)  # shape and ranges of every setting (validation.RULES), before anything loads
-    if cfg.stage not in stages:
-        raise ConfigError(f"stage must be one of {', '.join(stages)}, not {cfg.stage!r}")
+    stage = stage_of(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    compare = [a for a in (cfg.get("compare") or []) if a != cfg.augment.name] if cfg.stage == "student" else []
+    compare = [a for a in (cfg.get("compare") or []) if a != cfg.augment.name] if stage.trains_student else []
     subs = {a: with_augment(cfg, a, out_dir / "compare" / a) for a in compare}  # bad names fail here, early
     for sub in subs.values():
         validate(sub)
     if subs:
         prepare(next(iter(subs.values())))
     asks = [c for c in (cfg, *subs.values()) if needs_llm(c) and not (
-        c.stage == "student" and c.get("resume", True) and result_path(c).exists())]
+        stage.trains_student and c.get("resume", True) and result_path(c).exists())]
     if asks:
         check_llm_endpoint(asks[0])  # an endpoint nobody answers at fails now, not after the teacher
     check_stores(cfg, subs.values())
-    result = run_one(cfg, stages)
+    result = run_one(cfg, tasks)
     name = None
     try:
         for name, sub in subs.items():
-            result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub, stages)
+            result.setdefault("compare", {})[f"{cfg.method.name}+{name}"] = run_one(sub, tasks)
     except BaseException:  # print what finished, then let the error (one line from cli) follow
         if not _global_rank():  # another DDP rank holds no results to print
             print_summary(result, out_dir / "result.json", unfinished=f"{cfg.method.name}+{name}")
         raise
     if not _global_rank():
-        print_stage_output(cfg.stage, result, out_dir)
+        print_stage_output(stage, result, out_dir)
     return result
 
 
-def run_one(cfg: DictConfig, stages: Stages) -> dict:
+def run_one(cfg: DictConfig, tasks: Tasks) -> dict:
     """One job: reuse its result if this exact config already finished, else run the stage.
     A damaged result file is reported and recomputed; a run whose CFE requests failed in transit
     (records used once, not stored) writes its result.json but nothing a rerun would skip on."""
     done, result, out = result_path(cfg), None, Path(cfg.paths.output_dir)
     wanted = not cfg.get("save_student") or (out / "student" / "config.json").exists()  # asked-for weights are never cached
-    if cfg.get("resume", True) and cfg.stage == "student" and done.exists() and wanted:
+    cached = stage_of(cfg).trains_student
+    if cfg.get("resume", True) and cached and done.exists() and wanted:
         result = read_json(done, require=("stage", "student"))
         if result is not None and _global_rank():
             return result  # rank 0 reuses it too: no fit to join; rank 0 restores and reports
@@ -72,14 +74,14 @@ def run_one(cfg: DictConfig, stages: Stages) -> dict:
             from cod_pipeline.tracking import report_reused
             report_reused(cfg, result)  # one line if it came from another commit; logged to W&B as reused
     if result is None:
-        result = stages[cfg.stage](cfg)
+        result = tasks[cfg.stage](cfg)
         if _global_rank():  # a follower_result: rank 0 alone writes the job's files
             return result
         lost = ((result.get("cfe") or {}).get("cache") or {}).get("transport_failures", 0)
         if lost:
             log.warning("%d CFE originals had requests fail in transit and were replaced for this run only: "
                         "the result is not cached for resume, and a rerun asks for them again", lost)
-        elif cfg.stage == "student":
+        elif cached:
             write_json(done, result)
             keep_artifacts(done, out)
     write_json(out / "result.json", result)

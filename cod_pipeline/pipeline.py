@@ -4,9 +4,9 @@ config → data (fixed splits, k-shot draw) → teacher (cached) → CFEs (cache
 → metrics (result JSON) → report.
 
 ``student_task`` (the default job) first, its stages in the order they run, then the other
-stages, ``STAGES``, the entry points and helpers. The student is built and trained in
-:mod:`cod_pipeline.student` (as the teacher in :mod:`cod_pipeline.teacher`); resume, ``compare``
-arms and ``run_hash`` live in :mod:`cod_pipeline.jobs`.
+stages, ``TASKS`` (one per ``stages.STAGES`` record), the entry points and helpers. The student
+is built and trained in :mod:`cod_pipeline.student` (as the teacher in :mod:`cod_pipeline.teacher`);
+resume, ``compare`` arms and ``run_hash`` live in :mod:`cod_pipeline.jobs`.
 """
 from __future__ import annotations
 
@@ -151,15 +151,15 @@ def proximity_task(cfg: DictConfig) -> dict:
     return {"stage": "proximity", "table": table.to_dict("records")}
 
 
-STAGES = {"teacher": teacher_task, "cfe": cfe_task, "student": student_task, "moons": moons_task,
+TASKS = {"teacher": teacher_task, "cfe": cfe_task, "student": student_task, "moons": moons_task,
           "fisher": fisher_task, "proximity": proximity_task}
 
 
 def run(cfg: DictConfig) -> dict:
     """Entry point for run.py: the stage (and its ``compare`` arms) as jobs; see :mod:`cod_pipeline.jobs`."""
-    return jobs.run(cfg, STAGES, prepare)
+    return jobs.run(cfg, TASKS, prepare)
 
 
 def run_one(cfg: DictConfig) -> dict:
     """One job: its cached result for this exact config, else the stage run now."""
-    return jobs.run_one(cfg, STAGES)
+    return jobs.run_one(cfg, TASKS)

@@ -19,7 +19,7 @@ def print_summary(result: dict, path, unfinished: str | None = None) -> None:
         fmt = lambda key: f"{100 * m[key]:.1f}" if m.get(key) is not None else "–"  # noqa: E731
         table.add_row(name, fmt("accuracy"), fmt("macro_f1"), fmt("mcc"), fmt("agreement"), fmt("majority"))
 
-    if result.get("cfe") and result["stage"] == "cfe":
+    if result.get("cfe") and not result.get("student"):  # a CFE job's own line (a CoD student's CFEs: its result.json)
         q = result["cfe"]
         r2 = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731 (None: no valid CFE)
         fl = f", fluency drop {r2(q['fluency_drop_mean'])}" if q.get("fluency_drop_mean") is not None else ""
@@ -50,12 +50,13 @@ def _variant(result: dict) -> str:
     return result["method"] + ("" if result["augment"] == "none" else "+" + result["augment"])
 
 
-def print_stage_output(stage: str, result: dict, out_dir) -> None:
-    """What a finished job prints: the mechanism stages their Markdown tables, the others the summary table."""
+def print_stage_output(stage, result: dict, out_dir) -> None:
+    """What a finished job prints: the mechanism stages their Markdown tables, the others the
+    summary table (``stage``: a ``stages.Stage``)."""
     from pathlib import Path
 
     out_dir = Path(out_dir)
-    if stage in ("moons", "fisher", "proximity"):
+    if stage.prints_tables:
         for md in sorted(out_dir.glob("*.md")):
             print(f"\n## {md.name}\n{md.read_text()}")
         print(f"written to {out_dir}")

@@ -20,10 +20,10 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from cod_pipeline import ConfigError
+from cod_pipeline.stages import STAGES, stage_of
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-STAGES = ("teacher", "cfe", "student", "moons", "fisher", "proximity")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _training(prefix: str) -> dict[str, Rule]:
 
 # The one table: config path -> rule. A path the composed config does not have is skipped.
 RULES: dict[str, Rule] = {
-    "stage": Rule("choice", choices=STAGES),
+    "stage": Rule("choice", choices=tuple(STAGES)),
     "k": positive_int(),
     "seed": Rule("int", lo=0, hi=2**32 - 1),  # numpy's and torch's seed range
     "threads": positive_int(nullable=True),
@@ -373,7 +373,7 @@ def _arms(cfg: DictConfig) -> list[tuple[str, float]]:
     """(what, share of k spent on originals) for the main augment and each ``compare`` augment."""
     from cod_pipeline.augment import originals_share as share
 
-    if cfg.stage in ("cfe", "proximity"):
+    if stage_of(cfg).makes_cfes:  # a CoD run's CFEs: k/2 originals
         return [(f"stage={cfg.stage}", 0.5)]
     arms = [(f"augment={cfg.augment.name}", share(cfg.augment))]
     compare = cfg.get("compare") or []
@@ -387,7 +387,7 @@ def _arms(cfg: DictConfig) -> list[tuple[str, float]]:
 
 def check_budget(cfg: DictConfig) -> None:
     """k against the classes, in the numbers the user typed: CoD spends k/2 on originals."""
-    if cfg.get("stage") not in ("student", "cfe", "proximity") or cfg.get("augment") is None:
+    if cfg.get("stage") not in STAGES or not stage_of(cfg).spends_k or cfg.get("augment") is None:
         return
     for what, share in _arms(cfg):
         _check_k(cfg.k, num_classes(cfg), share, what)
@@ -510,9 +510,10 @@ def needs_llm(cfg: DictConfig) -> bool:
     cfe = cfg.get("cfe")
     if cfe is None or not cfe.get("_target_") or not generator_class(cfe._target_).asks_endpoint(cfe):
         return False
-    if cfg.stage in ("cfe", "proximity"):
+    stage = stage_of(cfg)
+    if stage.makes_cfes:
         return True
-    if cfg.stage != "student" or not cfg.augment.get("_target_"):  # unpaired augments ask no generator
+    if not stage.trains_student or not cfg.augment.get("_target_"):  # unpaired augments ask no generator
         return False
     from cod_pipeline.counterfactuals.pairing import augment_class
 

@@ -60,3 +60,14 @@ def test_sweep_files_compose(sweep):
     assert proc.returncode == 0, proc.stderr[-2000:]
     params = yaml.safe_load(proc.stdout)["params"]
     assert {"k", "seed"} <= set(params)
+
+
+def test_every_stage_has_a_task_and_a_record():
+    """``stage=`` options are stages.STAGES records (what the checks read) and pipeline.TASKS
+    functions (what runs): one without the other would pass validation and fail to run, or run
+    unchecked."""
+    from cod_pipeline.pipeline import TASKS
+    from cod_pipeline.stages import STAGES
+    from cod_pipeline.validation import RULES
+
+    assert set(TASKS) == set(STAGES) == set(RULES["stage"].choices)

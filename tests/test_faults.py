@@ -415,14 +415,14 @@ def test_damaged_result_cache_is_recomputed(tiny_cfg, caplog, damage):
 def test_failed_compare_arm_summary_on_stdout(tiny_cfg, capsys, monkeypatch):
     import cod_pipeline.pipeline as pipeline
 
-    student = pipeline.STAGES["student"]
+    student = pipeline.TASKS["student"]
 
     def stage(cfg):
         if cfg.augment.name == "cod":
             raise ConfigError("injected compare failure")
         return student(cfg)
 
-    monkeypatch.setitem(pipeline.STAGES, "student", stage)
+    monkeypatch.setitem(pipeline.TASKS, "student", stage)
     with pytest.raises(SystemExit) as ei:
         run_job(tiny_cfg("compare=[cod]"))
     assert ei.value.code == 2
