@@ -174,6 +174,7 @@ def validate(cfg: DictConfig) -> None:
     check_template(cfg)
     check_pairs_fit_a_batch(cfg)
     check_names(cfg)
+    check_task(cfg)
     check_budget(cfg)
     check_data_files(cfg.get("dataset"))
 
@@ -215,6 +216,26 @@ def check_added_keys(cfg: DictConfig, overrides) -> None:
             where = f"{parent}." if parent else ""
             raise ConfigError(f"+{key}: {parent or 'the config'} has no key {leaf!r}, nothing would read it "
                               f"(did you mean {where}{near[0]}? without the +)")
+
+
+def check_task(cfg: DictConfig) -> None:
+    """``dataset.task`` picks the CFE edits and prompts; a name no entry has gets the generic ones
+    (topic, stance, …), so a near miss of a known task ("sentimnet") would pass unnoticed."""
+    import difflib
+
+    from cod_pipeline.counterfactuals.tasks import TASKS
+
+    task = _get(cfg, "dataset.task")
+    if task is _MISSING or task is None:
+        return
+    names = {n: t.name for t in TASKS.values() for n in (t.name, *t.aliases)}
+    if str(task).lower() in names:
+        return
+    near = difflib.get_close_matches(str(task).lower(), list(names), n=1, cutoff=0.75)
+    if near:
+        raise ConfigError(f"dataset.task={task!r} is no task (did you mean {names[near[0]]}?); a name of "
+                          f"your own ({', '.join(sorted({t.name for t in TASKS.values()}))} have their own "
+                          f"edits) gets the generic edits and prompt")
 
 
 def check_names(cfg: DictConfig) -> None:

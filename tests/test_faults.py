@@ -603,3 +603,18 @@ def test_a_test_file_that_leaves_no_train_or_no_test_is_one_line(tiny_cfg, capsy
     test.write_text(train.read_text() if test_rows == "same" else "sentence\tlabel\n \t1\n \t0\n")
     cfg = tiny_cfg("dataset=local", f"dataset.source.path={train}", f"dataset.source.test_path={test}")
     assert expected in fails_with(capsys, cfg)
+
+
+@pytest.mark.parametrize("task,ok", [("sentimnet", False), ("acceptabilty", False), ("stance", True),
+                                     ("topic", True), ("SST2", True)])
+def test_a_near_miss_of_a_known_task_is_one_line(tmp_path, task, ok):
+    """A task name no entry has gets the generic edits (stance, topic); a near miss of a known one
+    would quietly drop the sentiment edits."""
+    from cod_pipeline.validation import check_task
+
+    cfg = make_cfg(tmp_path, [f"dataset.task={task}"])
+    if ok:
+        check_task(cfg)
+    else:
+        with pytest.raises(ConfigError, match="did you mean"):
+            check_task(cfg)
