@@ -106,7 +106,7 @@ class SearchGenerator(Generator):
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
     identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False,
-                         "lm.content_words": False, "lm.zero_shot": None, "lexicon_first": False,
+                         "lm.content_words": False, "lm.zero_shot": None, "lm.class_words": None, "lexicon_first": False,
                          "search.deletions": "any", "search.screen_dtype": "float32", "search.within_gate": False,
                          "search.fallback": True, "search.protect": False}
 
@@ -154,6 +154,9 @@ class SearchGenerator(Generator):
             from cod_pipeline.models.ngram import NgramClassifier
 
             self.reader_families = (NgramClassifier.family,)
+        if self.guide is not None and self.guide.class_words is not None and not self.reader_spec:
+            raise ConfigError("cfe.lm.class_words ranks the LM's words by the generator's own reader: it needs "
+                              "cfe.reader (cfe=lm_reader)")
 
     @classmethod
     def from_config(cls, cfg, task: str, descriptions: list[str] | None = None) -> "SearchGenerator":
@@ -187,6 +190,12 @@ class SearchGenerator(Generator):
             tmp.write_bytes(pickle.dumps(self.reader))
             os.replace(tmp, path)
 
+    def _word_scores(self, words: list[str], target: int, source: int) -> np.ndarray:
+        """The reader's log-odds of ``target`` against ``source`` for each word read alone, less
+        its log-odds for an empty text (the bias)."""
+        q = np.log(np.clip(self.reader.probs(list(words) + [""]), 1e-12, None))
+        return (q[:-1, target] - q[:-1, source]) - (q[-1, target] - q[-1, source])
+
     def fit_pool(self, texts, teacher_probs) -> None:
         if self.reader_spec:
             from cod_pipeline.models.ngram import NgramClassifier
@@ -207,6 +216,8 @@ class SearchGenerator(Generator):
             if self.pool_loader is None:
                 raise RuntimeError(f"cfe={self.name}: its reader needs pool text (fit_pool or pool_loader) first")
             self._fit_cached(self.pool_loader())
+        if self.guide is not None and self.reader is not None:
+            self.guide.word_score = self._word_scores
         texts = [it.start_from or it.text for it in items]
         cap = self.max_words
         too_long = {i for i, t in enumerate(texts) if cap and len(t.split()) > cap}

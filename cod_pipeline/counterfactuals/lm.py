@@ -201,6 +201,12 @@ class LanguageModel:
               contrast: float = 1.0, pool: int = 200, exclude: set[str] = frozenset()) -> list[str]:
         """The ``n`` best whole words for a slot: likely under ``dist`` (the target class's
         context) and, with ``contrast`` > 0, unlikely under ``other`` (the original class's)."""
+        return [w for w, _ in self.scored_words(dist, other, n, contrast, pool, exclude)]
+
+    def scored_words(self, dist, other, n: int, contrast: float = 1.0, pool: int = 200,
+                     exclude: set[str] = frozenset()) -> list[tuple[str, float]]:
+        """:meth:`words` with each word's score (log-probability under the target context minus
+        ``contrast`` × under the original's), best first."""
         if dist is None:
             return []
         strings, starts, inner = self._vocabulary()
@@ -213,12 +219,15 @@ class LanguageModel:
             rank = lp[top] - contrast * other[0][top]
         else:
             rank = lp[top]
-        words = []
-        for t in top[np.argsort(-rank)]:
+        words: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        order = np.argsort(-rank)
+        for t, r in zip(top[order], rank[order]):
             w = strings[t]
-            if w.lower() in exclude or w.lower() in (x.lower() for x in words):
+            if w.lower() in exclude or w.lower() in seen:
                 continue
-            words.append(w)
+            seen.add(w.lower())
+            words.append((w, float(r)))
             if len(words) >= n:
                 break
         return words

@@ -34,7 +34,7 @@ class LMGuide:
     def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
                  contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0, max_drop: float | None = None,
                  same_pos: bool = False, content_words: bool = False, zero_shot: float | None = None,
-                 fluent_cfes: bool = True):
+                 class_words: float | None = None, fluent_cfes: bool = True):
         self.lm, self.descriptions = lm, list(descriptions)
         self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
         self.rank_top, self.weight = int(rank_top), float(weight)
@@ -51,6 +51,10 @@ class LMGuide:
         # the LM as a zero-shot reader: a flip counts only where the edit raises the LM's log-odds
         # of the new class's description against the original's by this much (nats; null: off)
         self.zero_shot = None if zero_shot is None else float(zero_shot)
+        # the generator's own reader ranks the LM's words too: a word that reader gives the target
+        # class ("dull" in a review) rises by this weight × its log-odds, one it does not ("Too") sinks
+        self.class_words = None if class_words is None else float(class_words)
+        self.word_score = None  # (words, target, source) -> reader log-odds per word; set once the reader is fitted
         # the class words themselves ("negative") are what the context makes likely, not an edit
         self.banned = {w.lower() for d in self.descriptions for w in d.split()}
         self._words: set[str] | None = None
@@ -99,8 +103,7 @@ class LMGuide:
             known = {e.label for e in have}
             filtered = self.same_pos or self.content_words  # the class filter thins the LM's list
             pool = 3 * max(self.proposals, self.insertions) * (3 if filtered else 1)
-            words = [w for w in self.lm.words(dists[2 * n], dists[2 * n + 1], pool,
-                                              self.contrast, exclude={core.lower(), *self.banned}) if self.is_word(w)]
+            words = self._words(dists[2 * n], dists[2 * n + 1], pool, core, plan[n][3], plan[n][4])
             if self.content_words:  # a noun for a noun, a question word for a question word
                 cls = self._class(core)
                 subs = [w for w in words if self._class(w) == cls] if cls in SWAPPABLE else []
@@ -117,6 +120,17 @@ class LMGuide:
                 for w in inserts[:self.insertions]:
                     if f"+{w}" not in known and w.lower() != core.lower():
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
+
+    def _words(self, dist, other, pool: int, core: str, target: int, source: int) -> list[str]:
+        """The LM's words for a slot, best first; with ``class_words``, reranked by the reader too."""
+        ranked = self.class_words is not None and self.word_score is not None
+        scored = [(w, sc) for w, sc in self.lm.scored_words(dist, other, pool * (2 if ranked else 1), self.contrast,
+                                                            exclude={core.lower(), *self.banned}) if self.is_word(w)]
+        if ranked and scored:
+            bonus = self.word_score([w for w, _ in scored], target, source)
+            scored = sorted(((w, sc + self.class_words * float(b)) for (w, sc), b in zip(scored, bonus)),
+                            key=lambda x: -x[1])
+        return [w for w, _ in scored]
 
     def _odds(self, todo) -> list[float]:
         """Per flip, how much the edit raised the LM's log-odds of the flip's class description
