@@ -210,3 +210,28 @@ def test_lexicon_first_keeps_every_lexicon_flip_and_asks_the_lm_only_for_the_res
         if p.text:
             assert f.text == p.text and f.extra["lm_logprob"] is not None  # kept, and read by the LM for fluency
     assert sum(bool(f.text) for f in first) >= sum(bool(p.text) for p in plain)
+
+
+def test_class_words_rank_the_lms_words_by_the_readers_class(tmp_path):
+    """cfe.lm.class_words: SmolLM2's words for a slot reranked by lm_reader's own n-gram reader
+    (fitted here to rotten_tomatoes' labels): the words it proposes for "brilliant" in a review to
+    be made negative carry more of the negative class, as that reader reads them, than without."""
+    import numpy as np
+
+    from cod_pipeline.counterfactuals.generators import build_generator
+    from tests.test_search import load_rt
+
+    df = load_rt().sample(3000, random_state=0)
+    probs = np.eye(2)[df["label"].to_numpy()]
+    cfg = make_cfg(tmp_path, ["cfe=lm_reader", "cfe.lm.class_words=2.0"])
+    gen = build_generator(cfg.cfe, "sentiment", ["a negative review", "a positive review"])
+    gen.fit_pool(df["text"].tolist(), probs)
+    gen.guide.word_score = gen._word_scores
+    text = "The acting was brilliant and the story moved me."
+    start = text.index("brilliant")
+    dist, other = gen.guide.lm.next_words([gen.guide._slot(c, text, start) for c in (0, 1)])
+    ranked = gen.guide._ranked_words(dist, other, 12, "brilliant", 0, 1)[:3]
+    gen.guide.word_score = None
+    plain = gen.guide._ranked_words(dist, other, 12, "brilliant", 0, 1)[:3]
+    score = lambda ws: float(np.mean(gen._word_scores(ws, 0, 1)))  # noqa: E731
+    assert ranked != plain and score(ranked) > score(plain) + 0.5, (ranked, plain)

@@ -103,7 +103,7 @@ class LMGuide:
             known = {e.label for e in have}
             filtered = self.same_pos or self.content_words  # the class filter thins the LM's list
             pool = 3 * max(self.proposals, self.insertions) * (3 if filtered else 1)
-            words = self._words(dists[2 * n], dists[2 * n + 1], pool, core, plan[n][3], plan[n][4])
+            words = self._ranked_words(dists[2 * n], dists[2 * n + 1], pool, core, plan[n][3], plan[n][4])
             if self.content_words:  # a noun for a noun, a question word for a question word
                 cls = self._class(core)
                 subs = [w for w in words if self._class(w) == cls] if cls in SWAPPABLE else []
@@ -121,7 +121,7 @@ class LMGuide:
                     if f"+{w}" not in known and w.lower() != core.lower():
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
 
-    def _words(self, dist, other, pool: int, core: str, target: int, source: int) -> list[str]:
+    def _ranked_words(self, dist, other, pool: int, core: str, target: int, source: int) -> list[str]:
         """The LM's words for a slot, best first; with ``class_words``, reranked by the reader too."""
         ranked = self.class_words is not None and self.word_score is not None
         scored = [(w, sc) for w, sc in self.lm.scored_words(dist, other, pool * (2 if ranked else 1), self.contrast,
