@@ -13,12 +13,22 @@ per dataset of the last generator with the mpnet judge's label.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 
 from common import compose, md_cell, md_table, use_local_glue, write
 
 DATASETS = "rotten_tomatoes,sst2_local,tweets,tweets3,subjectivity,cola_local,convention"
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's exact test on the discordant originals)."""
+    n = wins + losses
+    if not n:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
 
 
 def _f(x, fmt="{:.2f}"):
@@ -41,6 +51,7 @@ def main():
 
     gens = args.generators.split(",")
     rows, samples = [], []
+    pooled = {g: [0, 0] for g in gens[1:]}
     for ds in args.datasets.split(","):
         judges = {}
         for gen in gens:
@@ -61,7 +72,10 @@ def main():
             valid = [r for r in recs if r.get("valid")]
             made = q["cache"].get("generated", 0)
             own = set(q.get("reader_families") or ())
-            f = {name: faithfulness(j, [dict(r) for r in recs]) for name, (j, _, _) in judges.items()}
+            judged_all = {name: [dict(r) for r in recs] for name in judges}
+            f = {name: faithfulness(j, judged_all[name]) for name, (j, _, _) in judges.items()}
+            good = {r["sample_id"]: bool(r.get("valid") and r.get("judge_label") == r.get("cfe_label"))
+                    for r in judged_all["mpnet"]}  # per original: a valid CFE the mpnet judge reads as its class
             ng = _f(f["ngram"]["faithfulness"])
             rows.append({"dataset": cfg.dataset.name, "generator": gen, "originals": len(recs),
                          "validity": _f(q["validity"]),
@@ -71,6 +85,15 @@ def main():
                                                   if valid and f["mpnet"]["faithfulness"] is not None else None),
                          "edited words": _f(q["edited_words_mean"]), "fluency drop": _f(q["fluency_drop_mean"]),
                          "s / original": f"{seconds / made:.2f}" if made else "cached"})
+            if gen == gens[0]:
+                first = good
+                rows[-1]["vs first: better / worse (p)"] = "—"
+            else:  # paired on the same originals: where only this one / only the first gives a faithful CFE
+                wins = sum(good[k] and not first.get(k, False) for k in good)
+                losses = sum(first.get(k, False) and not good[k] for k in good)
+                pooled[gen][0] += wins
+                pooled[gen][1] += losses
+                rows[-1]["vs first: better / worse (p)"] = f"{wins} / {losses} ({sign_test(wins, losses):.2f})"
             print(rows[-1], flush=True)
             if gen == gens[-1]:
                 judged = [dict(r) for r in valid]
@@ -91,7 +114,11 @@ def main():
             "(2,000 training texts) and the n-gram logistic regression (up to 20,000); their test accuracy is the "
             "last column (mpnet / n-gram). An n-gram figure in brackets is of the generator's own reader's family, "
             "so not independent. Seconds per original include, for lm_reader, its reader's one fit and, on a "
-            "teacher's first use, the teacher's scoring of the 4,000 pool texts.\n\n" + md_table(rows)
+            "teacher's first use, the teacher's scoring of the 4,000 pool texts. `vs first`: on the same "
+            "originals, how many get a valid CFE the mpnet judge reads as its class from this generator and not "
+            f"from {gens[0]} (better), and the reverse (worse), with the exact sign test's p.\n\n" + md_table(rows)
+            + "\n\nPooled over the datasets, vs " + gens[0] + ": "
+            + "; ".join(f"{g}: {w} better / {lo} worse (p={sign_test(w, lo):.2f})" for g, (w, lo) in pooled.items())
             + f"\n\n## 10 random valid CFEs per dataset, {gens[-1]}, with the mpnet judge's class\n\n"
             + (md_table(samples) if samples else "—") + "\n")
     name = "bench_faithfulness" + (f"_{args.tag}" if args.tag else "")

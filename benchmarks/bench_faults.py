@@ -33,10 +33,22 @@ def _files(d: Path) -> dict[str, str]:
         "quote.csv": "sentence,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(40)) + '"unterminated,1\n',
         "dup.csv": "sentence,label,label\n" + "".join(f"film {i},{i % 2},1\n" for i in range(40)),
         "text.parquet": "this is not parquet\n",
+        "empty.tsv": "",
+        "header_only.tsv": "sentence\tlabel\n",
+        "long_field.tsv": "sentence\tlabel\n" + "word " * 30_000 + "\t1\n" + "".join(f"film {i}\t{i % 2}\n" for i in range(40)),
+        "twice.tsv": ("sentence\tlabel\n" + "".join(f"film {i}\t{i % 2}\n" for i in range(40))) * 2,
     }
     for name, text in out.items():
         (d / name).write_text(text)
-    return {name: str(d / name) for name in out}
+    (d / "latin1.tsv").write_bytes(b"sentence\tlabel\n" + "caf\xe9 tr\xe8s bon\t1\n".encode("latin-1"))
+    import pandas as pd
+
+    pd.DataFrame({"sentence": [f"s {i}" for i in range(40)], "label": [[i % 2] for i in range(40)]}).to_parquet(
+        d / "list_label.parquet")
+    (d / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"a film {i}\t{i % 2}\n" for i in range(200)))
+    (d / "test3.tsv").write_text("sentence\tlabel\n" + "".join(f"film {i}\t{i % 3}\n" for i in range(30)))
+    return {name: str(d / name) for name in [*out, "latin1.tsv", "list_label.parquet"]} | {
+        "_train": str(d / "train.tsv"), "_test3": str(d / "test3.tsv")}
 
 
 def _cache_state(root: Path) -> str:
@@ -76,8 +88,24 @@ def main():
             ("non-finite teacher (lr=1e20)", TINY + ["stage=teacher", "model.teacher_training.lr=1e20",
                                                      "model.teacher_training.train_cap=32",
                                                      "model.teacher_training.batch_size=32"], None),
+            ("compare given as a string", TINY + ["compare=half"], None),
+            ("k not divisible by the classes", TINY + ["k=7"], None),
+            ("k too small for CoD's k/2", TINY + ["k=2", "augment=cod"], None),
+            ("task_name outside the output root", TINY + ["task_name=../../escape"], None),
+            ("duplicate label names", TINY + ["dataset.label_names=[a,a]"], None),
+            ("a near-miss task name", TINY + ["dataset.task=sentimnet"], None),
+            ("an LLM endpoint nobody answers at", TINY + ["cfe=openai", "augment=cod",
+                                                          "cfe.runtime.base_url=http://127.0.0.1:9/v1"], None),
+            ("a sweep whose last job is bad", ["-m", *TINY, "k=8,1"], None),
+            ("missing data file", TINY + ["dataset=local", "dataset.source.path=/no/such/file.tsv"], None),
             *[(f"data file: {name}", TINY + ["dataset=local", f"dataset.source.path={path}"], None)
-              for name, path in files.items()],
+              for name, path in files.items() if not name.startswith("_")],
+            ("test file with a class train lacks", TINY + ["dataset=local", f"dataset.source.path={files['_train']}",
+                                                           f"dataset.source.test_path={files['_test3']}"], None),
+            ("test file that is the train file", TINY + ["dataset=local", f"dataset.source.path={files['_train']}",
+                                                         f"dataset.source.test_path={files['_train']}"], None),
+            ("CFE export of a missing store", None, "cfe-missing"),
+            ("CFE export of a 0-byte store", None, "cfe-empty"),
         ]
         for name, args, setup in cases:
             root = tmp / f"root{len(rows)}"
@@ -85,9 +113,14 @@ def main():
             if setup == "damaged":
                 (root / ".cache").mkdir()
                 (root / ".cache" / "cfe.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4096)
+            if setup == "cfe-empty":
+                (root / ".cache").mkdir()
+                (root / ".cache" / "cfe.sqlite").write_bytes(b"")
+            cmd = ([sys.executable, "-m", "cod_pipeline.cfe", "export", "--cache", str(root / ".cache")]
+                   if setup and setup.startswith("cfe-") else [sys.executable, str(ROOT / "run.py"), *args])
             t0 = time.time()
-            proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
-                                  cwd=root, env={**os.environ, "COD_ROOT": str(root)}, timeout=600)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root,
+                                  env={**os.environ, "COD_ROOT": str(root), "PYTHONPATH": str(ROOT)}, timeout=600)
             seconds = time.time() - t0
             errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
             rows.append({"case": name, "exit": proc.returncode, "s": f"{seconds:.1f}",
@@ -96,9 +129,16 @@ def main():
                                              if proc.stderr.strip() else "", 170),
                          "cache afterwards": _cache_state(root)})
             print(rows[-1], flush=True)
-    body = ("Each case runs `python run.py` with tiny models in its own fresh root (`COD_ROOT`); seconds "
+    ok = sum(r["exit"] == 2 and r["error lines"] == 1 and r["traceback"] == "no" for r in rows)
+    body = (f"{ok} of {len(rows)} cases exit 2 with one `error:` line and no traceback. "
+            "Each case runs `python run.py` (or the CFE CLI) with tiny models in its own fresh root (`COD_ROOT`); seconds "
             "include Python's start (about 2 s). `cache afterwards`: published teachers, cached results and CFE "
-            "records a later run would reuse.\n\n" + md_table(rows) + "\n")
+            "records a later run would reuse.\n\n" + md_table(rows) + "\n\nCovered by tests instead (a real "
+            "local server, tmpfs, read-only bind mounts, kill -9): a dead endpoint under hybrid (test_cod), int, "
+            "list, empty and 5 MB LLM answers, trickle and Retry-After deadlines (test_llm_backend, test_faults), "
+            "a full disk under the CFE store (test_cfe_store), a read-only store (test_cfe_export) and report "
+            "folder (test_report), a results entry that is a folder (test_faults), runs on other local files as "
+            "other report cells (test_report).\n")
     write("bench_faults", "Bad input: one line, exit 2, nothing cached", body)
 
 
