@@ -138,6 +138,7 @@ RULES: dict[str, Rule] = {
     "cfe.search.fallback": Rule("bool"),
     "cfe.search.protect": Rule("bool"),
     "cfe.lm.class_words": non_negative(nullable=True),
+    "cfe.lm.keep_frame": Rule("bool"),
     "cfe.reader.margin": Rule("number", lo=0, hi=1),
     "cfe.runtime.chunk_size": positive_int(),
     "cfe.runtime.max_tries_per_class": positive_int(nullable=True),

@@ -235,3 +235,18 @@ def test_class_words_rank_the_lms_words_by_the_readers_class(tmp_path):
     plain = gen.guide._ranked_words(dist, other, 12, "brilliant", 0, 1)[:3]
     score = lambda ws: float(np.mean(gen._word_scores(ws, 0, 1)))  # noqa: E731
     assert ranked != plain and score(ranked) > score(plain) + 0.5, (ranked, plain)
+
+
+def test_keep_frame_keeps_function_words_and_the_first_words_class():
+    """cfe.lm.keep_frame: the LM's class cues may not replace a function word ("the" -> "certain",
+    "about" -> "might") or become one, and the first word keeps its class ("Bears" -> "Too",
+    "They" -> "Yes" read as nobody's sentence); acceptability, whose label is the frame, opts out."""
+    from cod_pipeline.counterfactuals.lm_guide import LMGuide
+
+    g = LMGuide(None, ["a negative review", "a positive review"], keep_frame=True)
+    assert g._framed("the", ["certain", "a"], first=False) == []
+    assert g._framed("about", ["might"], first=False) == []
+    assert g._framed("solid", ["poor", "the", "might"], first=False) == ["poor"]
+    assert g._framed("Bears", ["Too", "Lacks", "Resembles"], first=True) == ["Resembles"]
+    assert g._framed("They", ["Yes"], first=True) == []
+    assert not LMGuide(None, ["unacceptable", "acceptable"], keep_frame=True, fluent_cfes=False).keep_frame

@@ -106,7 +106,7 @@ class SearchGenerator(Generator):
     language model (``lm``), the LM proposes words in context and ranks the flips' fluency."""
     name = "search"
     identity_defaults = {**Generator.identity_defaults, "lm.max_drop": None, "lm.same_pos": False,
-                         "lm.content_words": False, "lm.zero_shot": None, "lm.class_words": None, "lexicon_first": False,
+                         "lm.content_words": False, "lm.zero_shot": None, "lm.class_words": None, "lm.keep_frame": False, "lexicon_first": False,
                          "search.deletions": "any", "search.screen_dtype": "float32", "search.within_gate": False,
                          "search.fallback": True, "search.protect": False}
 

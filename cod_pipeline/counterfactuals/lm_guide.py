@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cod_pipeline.counterfactuals.edits import Edit
+from cod_pipeline.counterfactuals.lexicon import FUNCTION_WORDS, WH_WORDS
 from cod_pipeline.counterfactuals.lm import LanguageModel, WordSlot
 from cod_pipeline.counterfactuals.tokens import case_like
 
@@ -34,7 +35,7 @@ class LMGuide:
     def __init__(self, lm: LanguageModel, descriptions: Sequence[str], proposals: int = 4, insertions: int = 2,
                  contrast: float = 1.0, rank_top: int = 8, weight: float = 1.0, max_drop: float | None = None,
                  same_pos: bool = False, content_words: bool = False, zero_shot: float | None = None,
-                 class_words: float | None = None, fluent_cfes: bool = True):
+                 class_words: float | None = None, keep_frame: bool = False, fluent_cfes: bool = True):
         self.lm, self.descriptions = lm, list(descriptions)
         self.proposals, self.insertions, self.contrast = int(proposals), int(insertions), float(contrast)
         self.rank_top, self.weight = int(rank_top), float(weight)
@@ -51,6 +52,10 @@ class LMGuide:
         # the LM as a zero-shot reader: a flip counts only where the edit raises the LM's log-odds
         # of the new class's description against the original's by this much (nats; null: off)
         self.zero_shot = None if zero_shot is None else float(zero_shot)
+        # the sentence's frame stays: no LM word replaces a function word or becomes one, and the
+        # first word is replaced only within its word class ("They" -> "Yes", "the" -> "certain",
+        # "A solid" -> "Too poor" are the LM's class cues in places no sentence has them)
+        self.keep_frame = bool(keep_frame) and fluent_cfes
         # the generator's own reader ranks the LM's words too: a word that reader gives the target
         # class ("dull" in a review) rises by this weight × its log-odds, one it does not ("Too") sinks
         self.class_words = None if class_words is None else float(class_words)
@@ -111,6 +116,9 @@ class LMGuide:
                 pos = self._pos(core) if self.same_pos else None
                 subs = [w for w in words if not self.same_pos or self._pos(w) == pos]
             inserts = [w for w in words if not self.content_words or self._class(w) in MODIFIERS]
+            if self.keep_frame:
+                subs = self._framed(core, subs, first=i == j.word_pos[0])
+                inserts = [w for w in inserts if w.lower() not in FUNCTION_WORDS]
             for w in subs[:self.proposals]:
                 new = case_like(w, core)
                 label = f"{core} -> {new}"
@@ -120,6 +128,12 @@ class LMGuide:
                 for w in inserts[:self.insertions]:
                     if f"+{w}" not in known and w.lower() != core.lower():
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
+
+    def _framed(self, core: str, subs: list[str], first: bool) -> list[str]:
+        if core.lower() in FUNCTION_WORDS or core.lower() in WH_WORDS:
+            return []
+        subs = [w for w in subs if w.lower() not in FUNCTION_WORDS and w.lower() not in WH_WORDS]
+        return [w for w in subs if self._class(w) == self._class(core)] if first else subs
 
     def _ranked_words(self, dist, other, pool: int, core: str, target: int, source: int) -> list[str]:
         """The LM's words for a slot, best first; with ``class_words``, reranked by the reader too."""
