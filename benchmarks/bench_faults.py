@@ -80,6 +80,7 @@ def main():
             ("misspelt + key", TINY + ["+method.alph=0"], None),
             ("misspelt group", ["metod=kd"], None),
             ("a sweep without -m", ["k=8,16"], None),
+            ("an unquoted non-ASCII value", ["dataset.label_names=[négatif,positif]"], None),
             ("a damaged cfe.sqlite", TINY + ["augment=cod"], "damaged"),
             ("non-finite student (one step at lr=1e20)",
              TINY + ["model.student_training.lr=1e20", "model.student_training.head_lr=1e20",
@@ -98,7 +99,8 @@ def main():
                                                           "cfe.runtime.base_url=http://127.0.0.1:9/v1"], None),
             ("a sweep whose last job is bad", ["-m", *TINY, "k=8,1"], None),
             ("missing data file", TINY + ["dataset=local", "dataset.source.path=/no/such/file.tsv"], None),
-            *[(f"data file: {name}", TINY + ["dataset=local", f"dataset.source.path={path}"], None)
+            *[(f"data file: {name}", TINY + ["dataset=local", f"dataset.source.path={path}", "dataset.val_size=10",
+                                             "dataset.test_size=10"], None)
               for name, path in files.items() if not name.startswith("_")],
             ("test file with a class train lacks", TINY + ["dataset=local", f"dataset.source.path={files['_train']}",
                                                            f"dataset.source.test_path={files['_test3']}"], None),

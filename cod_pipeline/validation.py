@@ -348,6 +348,11 @@ def override_error(argv: list[str], conf: Path) -> str | None:
         if arg.startswith("-") or "=" not in arg:
             continue
         key, value = arg.split("=", 1)
+        if not value.isascii() and (bad := _unparsable(arg)):
+            items = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else None
+            quoted = "[" + ",".join(f'"{x.strip()}"' for x in items) + "]" if items else f'"{value}"'
+            return (f"{arg}: Hydra reads characters outside ASCII only inside quotes ({bad}); "
+                    f"write '{key}={quoted}'")
         if key.startswith(("+", "~")):
             continue
         head = key.split(".", 1)[0].split("/", 1)[0]
@@ -357,6 +362,17 @@ def override_error(argv: list[str], conf: Path) -> str | None:
                     + "; python run.py --help lists them")
         if not multirun and re.search(r",(?![^\[\]{}()]*[\]})])", value) and not value.startswith(("'", '"')):
             return f"{arg} is a sweep over several values: add -m (python run.py -m {arg})"
+    return None
+
+
+def _unparsable(arg: str) -> str | None:
+    """Hydra's parse error for one override (its first line), or None when it parses."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_override(arg)
+    except Exception as e:  # noqa: BLE001 - Hydra's OverrideParseException and the lexer's HydraException
+        return str(e).splitlines()[0]
     return None
 
 
