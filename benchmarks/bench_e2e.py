@@ -28,7 +28,8 @@ def scores(out: str) -> str:
     r = json.loads((Path(out) / "result.json").read_text())
     acc = lambda x: f"{100 * x['accuracy']:.1f}"  # noqa: E731
     parts = [f"teacher {acc(r['teacher']['test'])}", f"{r['method']} {acc(r['student']['test'])}"]
-    parts += [f"{name} {acc(c['student']['test'])}" for name, c in r.get("compare", {}).items()]
+    parts += [f"{c['method']}+{c['augment']} {acc(c['student']['test'])}"  # each compare arm writes its own
+              for c in (json.loads(p.read_text()) for p in sorted(Path(out).glob("compare/*/result.json")))]
     return ", ".join(parts)
 
 
@@ -40,7 +41,7 @@ def main():
             wall, rss, code = run(cache, out)
             rows.append({"run": name, "wall s": f"{wall:.1f}", "peak RSS MiB": f"{rss:.0f}", "exit": code,
                          "test accuracy (seed 0)": scores(out) if code == 0 else "—"})
-    body = ("`python run.py` (rotten_tomatoes, minilm, KD, KD(k/2) and KD+CoD with cfe=lm_search at k=16, seed 0) "
+    body = ("`python run.py` (rotten_tomatoes, minilm, KD, KD(k/2) and KD+CoD with cfe=lm_reader, the default at k=16, seed 0) "
             "in a fresh cache folder, then again (`resume=false`: the students train both times).\n\n"
             f"{md_table(rows)}\n\nTargets: cold ≤ 10 min, warm ≤ 2 min.\n")
     write("bench_e2e", "End-to-end wall time and memory", body)
