@@ -250,3 +250,15 @@ def test_keep_frame_keeps_function_words_and_the_first_words_class():
     assert g._framed("Bears", ["Too", "Lacks", "Resembles"], first=True) == ["Resembles"]
     assert g._framed("They", ["Yes"], first=True) == []
     assert not LMGuide(None, ["unacceptable", "acceptable"], keep_frame=True, fluent_cfes=False).keep_frame
+
+
+def test_word_starts_are_found_in_both_tokenizer_styles():
+    """SmolLM2's byte-level BPE marks a word start with "Ġ", Gemma's SentencePiece with "▁"; with
+    only "Ġ" known, Gemma's vocabulary had no word-starting token and its LM proposed nothing."""
+    from cod_pipeline.counterfactuals.lm import word_vocabulary
+
+    for mark in ("Ġ", "▁"):
+        words, starts, inner = word_vocabulary([f"{mark}good", "ness", f"{mark}film", f"{mark}3", "!", f"{mark}bad"])
+        assert words == ["good", "ness", "film", "3", "!", "bad"]
+        assert starts.tolist() == [True, False, True, False, False, True]
+        assert inner[1] and not inner[3] and not inner[4]  # "ness" continues a word; "Ġ3", "!" do not

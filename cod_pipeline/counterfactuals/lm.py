@@ -83,6 +83,16 @@ def _load_gguf(path: str):
     return model, tok
 
 
+def word_vocabulary(strings: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(token texts without their space marker, word-start mask, word-continuation mask). The
+    marker is byte-level BPE's "Ġ" (SmolLM2, GPT-2) or SentencePiece's "▁" (Gemma, Llama),
+    whichever the vocabulary uses more: with the wrong one no token starts a word."""
+    marker = "▁" if sum(x.startswith("▁") for x in strings) > sum(x.startswith("Ġ") for x in strings) else "Ġ"
+    starts = np.array([x.startswith(marker) and x[1:].isalpha() for x in strings])
+    inner = np.array([x.isalpha() for x in strings])
+    return [x[1:] if x.startswith(marker) else x for x in strings], starts, inner
+
+
 class LanguageModel:
     """Mean token log-probability of texts, and next-word distributions at word starts."""
 
@@ -108,10 +118,7 @@ class LanguageModel:
         that are purely alphabetic: the only tokens proposed as whole words."""
         if self._vocab is None:
             _, tok = self._load()
-            strings = tok.convert_ids_to_tokens(list(range(len(tok))))
-            starts = np.array([s.startswith("Ġ") and s[1:].isalpha() for s in strings])
-            inner = np.array([s.isalpha() for s in strings])
-            self._vocab = ([s[1:] if s.startswith("Ġ") else s for s in strings], starts, inner)
+            self._vocab = word_vocabulary(tok.convert_ids_to_tokens(list(range(len(tok)))))
         return self._vocab
 
     def _tokenize(self, texts: list[str]):
@@ -233,4 +240,4 @@ class LanguageModel:
         return words
 
 
-__all__ = ["LanguageModel", "WordSlot", "find_gguf"]
+__all__ = ["LanguageModel", "WordSlot", "find_gguf", "word_vocabulary"]
