@@ -59,10 +59,9 @@ def _task_overrides() -> list[str]:
 def run_job(cfg: DictConfig):
     quiet_third_party()
     try:
-        from cod_pipeline.validation import check_added_keys, validate
+        from cod_pipeline.validation import check_job
 
-        validate(cfg)  # before torch is even imported (run validates again, for API callers)
-        check_added_keys(cfg, _task_overrides())
+        check_job(cfg, _task_overrides())  # before torch is even imported (run validates again, for API callers)
         import torch
 
         from cod_pipeline.pipeline import run

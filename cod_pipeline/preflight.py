@@ -33,28 +33,21 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
     return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def check_job(config_name: str, overrides: list[str]) -> None:
-    """The checks ``cli.run_job`` makes first, on the config Hydra will compose for this job."""
-    from hydra import compose
-
-    from cod_pipeline.validation import check_added_keys, validate
-
-    cfg = compose(config_name=config_name, overrides=overrides)
-    validate(cfg)
-    check_added_keys(cfg, overrides)
-
-
 class ValidateSweep(Callback):
     """``hydra.callbacks.validate_sweep`` (conf/hydra/default.yaml): a sweep starts only when every
     job passes the checks its own start would make."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from hydra import compose
+
+        from cod_pipeline.validation import check_job
+
         jobs = sweep_jobs(config)
         if not jobs:
             return
         for n, job in enumerate(jobs, 1):
             try:
-                check_job(config.hydra.job.config_name, job)
+                check_job(compose(config_name=config.hydra.job.config_name, overrides=job), job)
             except Exception as exc:  # noqa: BLE001 - a ConfigError wherever it sits in the chain
                 e = config_error(exc)
                 if e is None:

@@ -25,7 +25,6 @@ from cod_pipeline.stages import STAGES, stage_of
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-
 @dataclass(frozen=True)
 class Rule:
     """``kind``: int | number | choice | bool; bounds with open/closed ends; ``nullable``: null allowed."""
@@ -199,6 +198,13 @@ def check_base_url(cfg: DictConfig) -> None:
         what = "user:password@" if parts.username or parts.password else "a ?query"
         raise ConfigError(f"cfe.runtime.base_url carries credentials ({what}): give the bare endpoint and put "
                           f"the key in ${env}")
+
+
+def check_job(cfg: DictConfig, overrides) -> None:
+    """What a job checks before anything loads (``cli.run_job``), and what a sweep checks for each
+    of its jobs before the first starts (``preflight``)."""
+    validate(cfg)
+    check_added_keys(cfg, overrides)
 
 
 def check_added_keys(cfg: DictConfig, overrides) -> None:

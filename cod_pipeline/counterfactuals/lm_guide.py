@@ -21,6 +21,7 @@ from cod_pipeline.counterfactuals.tokens import case_like
 CONTENT = frozenset({"noun", "verb", "adj", "adv"})
 SWAPPABLE = CONTENT | {"wh"}  # "Where" -> "When" changes what a question asks; "Where" -> "Numbers" does not
 MODIFIERS = frozenset({"adj", "adv"})
+CLOSED = FUNCTION_WORDS | WH_WORDS  # words a kept frame never swaps in or out
 
 
 def _core_starts(tokens) -> list[int]:
@@ -130,9 +131,9 @@ class LMGuide:
                         have.append(Edit(((i, (w, core)),), f"+{w}", 0.4))
 
     def _framed(self, core: str, subs: list[str], first: bool) -> list[str]:
-        if core.lower() in FUNCTION_WORDS or core.lower() in WH_WORDS:
+        if core.lower() in CLOSED:
             return []
-        subs = [w for w in subs if w.lower() not in FUNCTION_WORDS and w.lower() not in WH_WORDS]
+        subs = [w for w in subs if w.lower() not in CLOSED]
         return [w for w in subs if self._class(w) == self._class(core)] if first else subs
 
     def _ranked_words(self, dist, other, pool: int, core: str, target: int, source: int) -> list[str]:

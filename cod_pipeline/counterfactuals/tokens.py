@@ -122,7 +122,6 @@ def render(tokens: Sequence[Token], repl: dict[int, tuple[str, ...]] | None = No
     return text
 
 
-
 _LINK_RE = re.compile(r"^(https?|www)\b", re.I)
 
 
